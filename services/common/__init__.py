@@ -1,0 +1,1 @@
+"""What every talklike service shares: errors, settings, the data home and the gRPC server runtime."""

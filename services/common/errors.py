@@ -1,0 +1,63 @@
+"""Domain errors.
+
+Domain cores raise these and never import grpc; the server runtime maps each class to a
+status code in one table (``talklike.common.error_mapping``). The message is written for a
+person: it names the field or the thing, and says what to do.
+"""
+
+from __future__ import annotations
+
+
+class TalklikeError(Exception):
+    """Base of every error a user can cause or fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(TalklikeError):
+    """A request field is wrong; ``field`` is its path in the request, e.g. ``sampling.temperature``."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(TalklikeError):
+    """An id or name that does not exist: ``kind`` says what was looked up (pack, job, adapter...)."""
+
+    def __init__(self, kind: str, name: str, hint: str = "") -> None:
+        message = f"{kind} {name!r} not found"
+        super().__init__(f"{message}; {hint}" if hint else message)
+        self.kind = kind
+        self.name = name
+
+
+class AlreadyExists(TalklikeError):
+    """Something with that name exists and the request would overwrite it."""
+
+
+class PermissionDenied(TalklikeError):
+    """A path or resource outside what this service may touch."""
+
+
+class FailedPrecondition(TalklikeError):
+    """The system is not in a state that allows this (wrong job state, no disk, missing API key...)."""
+
+
+class ResourceExhausted(TalklikeError):
+    """Overload: the queue is full or a limit is reached; retrying later can succeed."""
+
+
+class DeadlineExceeded(TalklikeError):
+    """The work did not finish (or start) within its time limit."""
+
+
+class Unavailable(TalklikeError):
+    """A dependency (another service, an external API) cannot be reached right now."""
+
+
+class Cancelled(TalklikeError):
+    """The work was cancelled by the caller."""

@@ -1,0 +1,28 @@
+"""What a service hands to the shared server runtime.
+
+A service package provides ``create_service(settings) -> ServiceBinding`` in its
+``servicer`` module. The runtime owns everything else: the server, health, reflection,
+auth, metrics, error mapping, logging and drain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+
+@dataclass
+class ServiceBinding:
+    """A servicer ready to be added to a ``grpc.aio.Server``.
+
+    ``register`` adds the servicer (``add_XServiceServicer_to_server``). ``on_start`` hooks
+    run after the server has bound its port and before readiness is SERVING (load a model,
+    start a worker); ``on_stop`` hooks run after the in-flight calls have drained.
+    """
+
+    full_name: str
+    register: Callable[[grpc.aio.Server], None]
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
