@@ -33,7 +33,7 @@ class ServiceSettings(BaseSettings):
     full_name: ClassVar[str] = ""
 
     home: Path = Field(
-        default_factory=data_home,
+        default_factory=lambda: data_home(),
         validation_alias=AliasChoices("TALKLIKE_HOME", "home"),
         description="Data home: datasets, jobs.db, adapters, models cache, reports, logs.",
     )
