@@ -11,20 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from talklike.common.paths import data_home
 
 
-def shared(env: str) -> AliasChoices:
-    """Read a field from one unprefixed variable (and accept the field name as a keyword)."""
-    return AliasChoices(env)
-
-
 class ServiceSettings(BaseSettings):
     """What every talklike server has: address, data home, auth, TLS, metrics, logs, drain."""
 
+    # populate_by_name: keywords use field names (``home=``); the environment uses the aliases.
     model_config = SettingsConfigDict(env_prefix="TALKLIKE_", populate_by_name=True, extra="ignore")
 
     #: Short service name used on the command line and in env prefixes ("generation", "disk-agent").
@@ -34,32 +30,32 @@ class ServiceSettings(BaseSettings):
 
     home: Path = Field(
         default_factory=lambda: data_home(),
-        validation_alias=AliasChoices("TALKLIKE_HOME", "home"),
+        validation_alias="TALKLIKE_HOME",
         description="Data home: datasets, jobs.db, adapters, models cache, reports, logs.",
     )
     auth_token: str = Field(
         default="",
-        validation_alias=AliasChoices("TALKLIKE_AUTH_TOKEN", "auth_token"),
+        validation_alias="TALKLIKE_AUTH_TOKEN",
         description="Bearer token every RPC must carry (health stays open); empty disables auth.",
     )
     tls_cert_file: str = Field(
         default="",
-        validation_alias=AliasChoices("TALKLIKE_TLS_CERT_FILE", "tls_cert_file"),
+        validation_alias="TALKLIKE_TLS_CERT_FILE",
         description="PEM certificate chain; with the key file, the server speaks TLS.",
     )
     tls_key_file: str = Field(
         default="",
-        validation_alias=AliasChoices("TALKLIKE_TLS_KEY_FILE", "tls_key_file"),
+        validation_alias="TALKLIKE_TLS_KEY_FILE",
         description="PEM private key for the certificate.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",
-        validation_alias=AliasChoices("TALKLIKE_LOG_LEVEL", "log_level"),
+        validation_alias="TALKLIKE_LOG_LEVEL",
         description="Lowest log level written.",
     )
     log_format: Literal["json", "text"] = Field(
         default="json",
-        validation_alias=AliasChoices("TALKLIKE_LOG_FORMAT", "log_format"),
+        validation_alias="TALKLIKE_LOG_FORMAT",
         description="Structured JSON lines (default) or plain text.",
     )
     host: str = Field(default="127.0.0.1", description="Interface the gRPC server binds to.")
