@@ -25,7 +25,7 @@ SUBDIRS = ("datasets", "adapters", "models", "reports", "logs", "run", "packs")
 def data_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The data home: the explicit value, else ``TALKLIKE_HOME``, else ``./var``; absolute."""
     raw = explicit if explicit not in (None, "") else os.environ.get("TALKLIKE_HOME") or DEFAULT_HOME
-    return Path(raw).expanduser().resolve()  # type: ignore[arg-type]
+    return Path(raw).expanduser().resolve()
 
 
 def ensure_home(home: Path) -> Path:
@@ -55,7 +55,7 @@ def resolve_in_home(home: Path, raw: str, field: str) -> Path:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:  # type: ignore[type-arg]
+def atomic_writer(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Write to a temporary file beside ``path`` and rename it into place only on success.
 
     A crash half-way leaves the old file (or no file), never a truncated one.

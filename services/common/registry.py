@@ -30,11 +30,11 @@ class ServiceEntry:
 
     def settings_class(self) -> type[ServiceSettings]:
         """Import and return the service's settings class."""
-        return _load(self.settings_path)  # type: ignore[no-any-return]
+        return _load(self.settings_path)
 
     def factory(self) -> Callable[[Any], ServiceBinding]:
         """Import and return ``create_service(settings) -> ServiceBinding``."""
-        return _load(self.factory_path)  # type: ignore[no-any-return]
+        return _load(self.factory_path)
 
 
 def _load(path: str) -> Any:

@@ -13,7 +13,6 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from talklike.common.paths import data_home
 
 
