@@ -52,26 +52,29 @@ def _add_metadata(details: Any, extra: tuple[tuple[str, str], ...]) -> Any:
     return details._replace(metadata=metadata)
 
 
-class _AioTokenInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds ``authorization: Bearer <token>`` to every call of an aio channel."""
-
+class _AioTokenBase:
     def __init__(self, token: str) -> None:
         self._metadata = bearer_metadata(token)
 
+
+# grpc.aio files an interceptor under the first call shape it implements only (an if/elif chain),
+# so each shape needs its own class.
+class _AioUnaryUnaryToken(_AioTokenBase, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: _Next, details: Any, request: Any) -> Any:
         return await continuation(_add_metadata(details, self._metadata), request)
 
+
+class _AioUnaryStreamToken(_AioTokenBase, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: _Next, details: Any, request: Any) -> Any:
         return await continuation(_add_metadata(details, self._metadata), request)
 
+
+class _AioStreamUnaryToken(_AioTokenBase, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation: _Next, details: Any, requests: Any) -> Any:
         return await continuation(_add_metadata(details, self._metadata), requests)
 
+
+class _AioStreamStreamToken(_AioTokenBase, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation: _Next, details: Any, requests: Any) -> Any:
         return await continuation(_add_metadata(details, self._metadata), requests)
 
@@ -101,8 +104,15 @@ class _SyncTokenInterceptor(
 
 
 def token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
-    """The aio client interceptors that send ``token`` (none when it is empty)."""
-    return [_AioTokenInterceptor(token)] if token else []
+    """The aio client interceptors that send ``token`` on every call shape (none when it is empty)."""
+    if not token:
+        return []
+    return [
+        _AioUnaryUnaryToken(token),
+        _AioUnaryStreamToken(token),
+        _AioStreamUnaryToken(token),
+        _AioStreamStreamToken(token),
+    ]
 
 
 def secure_channel_options(server_name: str = "") -> list[tuple[str, Any]]:
