@@ -50,7 +50,7 @@ def warn(message: str) -> None:
 
 def _trailing(error: grpc.RpcError) -> dict[str, str]:
     try:
-        metadata = error.trailing_metadata() or ()  # type: ignore[attr-defined]
+        metadata = error.trailing_metadata() or ()
     except Exception:
         return {}
     return {str(key): str(value) for key, value in metadata}
@@ -60,8 +60,8 @@ def explain_rpc_error(error: grpc.RpcError, service: str | None = None) -> tuple
     """``(message, fix)`` for a failed call, by status code; ``service`` names who was called."""
     from talklike.common.client import address_for, env_name
 
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    details = str(error.details() or "").strip() or code.name.lower().replace("_", " ")  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    details = str(error.details() or "").strip() or code.name.lower().replace("_", " ")
     who = f"the {service} service" if service else "the service"
     address = ""
     if service:
@@ -133,13 +133,12 @@ class rpc_errors(ContextDecorator):
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> bool:
+    ) -> None:
         if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
             message, fix = explain_rpc_error(error, self.service)
             fail(message, fix)
         if isinstance(error, errors.TalklikeError):
             fail(error.message, "")
-        return False
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Table:
