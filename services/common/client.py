@@ -168,17 +168,21 @@ def aio_connect(name: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 UNREACHABLE = "UNREACHABLE"
 
 
-def health_status(name: str, *, service: str | None = None, timeout_s: float = 1.0) -> str:
-    """The readiness of service ``name`` as a word: SERVING, NOT_SERVING, SERVICE_UNKNOWN or UNREACHABLE.
+def health_status_at(address: str, service: str, *, timeout_s: float = 1.0) -> str:
+    """The health of ``service`` (a health key: a full service name, or ``""`` for liveness) at ``address``.
 
-    ``service`` is the health key to ask (default: the service's full name, i.e. readiness;
-    ``""`` asks liveness).
+    One word: SERVING, NOT_SERVING, SERVICE_UNKNOWN (the server does not know that key) or
+    UNREACHABLE (nothing answers there). Uses TLS and the token from the environment like ``connect``.
     """
-    key = registry.get(name).full_name if service is None else service
-    with connect(name) as channel:
+    credentials, options = _channel_settings(DEFAULT_MAX_MESSAGE_BYTES)
+    if credentials is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        channel = grpc.secure_channel(address, credentials, options=options)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=key), timeout=timeout_s)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
         except grpc.RpcError as error:
             code = error.code()
             if code == grpc.StatusCode.NOT_FOUND:
@@ -187,6 +191,16 @@ def health_status(name: str, *, service: str | None = None, timeout_s: float = 1
                 return UNREACHABLE
             raise
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def health_status(name: str, *, service: str | None = None, timeout_s: float = 1.0) -> str:
+    """The readiness of service ``name`` at ``address_for(name)`` as a word (see ``health_status_at``).
+
+    ``service`` is the health key to ask (default: the service's full name, i.e. readiness;
+    ``""`` asks liveness).
+    """
+    key = registry.get(name).full_name if service is None else service
+    return health_status_at(address_for(name), key, timeout_s=timeout_s)
 
 
 def wait_ready(

@@ -2,8 +2,9 @@
 
 ``talklike.test.Sample`` has one method per call shape plus methods that raise chosen domain
 errors or sleep, so the runtime's interceptors, drain and auth can be tested for real. Run as
-a script it serves the sample service with ``serve()`` (the subprocess SIGTERM test), whose
-JSON log line "serving ..." carries the bound port.
+a script it serves the sample service with ``serve()`` and ``SampleSettings`` from the
+environment (``TALKLIKE_SAMPLE_PORT``, default 0: a free port); its JSON log line "serving ..."
+carries the bound port. The first argument, when given, is the drain grace in seconds.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 import grpc
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from talklike.common import errors
 from talklike.common.service import ServiceBinding
+from talklike.common.settings import ServiceSettings
 
 FULL_NAME = "talklike.test.Sample"
 
@@ -105,12 +110,29 @@ def method(name: str) -> str:
     return f"/{FULL_NAME}/{name}"
 
 
+class SampleSettings(ServiceSettings):
+    """Settings of the sample service, shaped like a real service's (prefix ``TALKLIKE_SAMPLE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TALKLIKE_SAMPLE_", populate_by_name=True, extra="ignore")
+    service: ClassVar[str] = "sample"
+    full_name: ClassVar[str] = FULL_NAME
+    greeting: str = Field(default="hello", description="What the sample says.")
+    tags: list[str] = Field(default_factory=list, description="A list-valued setting.")
+    verbose: bool = Field(default=False, description="A boolean setting.")
+
+
+def create_service(settings: SampleSettings) -> ServiceBinding:
+    """The factory a registry entry names (``create_service(settings) -> ServiceBinding``)."""
+    return create_sample_service()
+
+
 async def _main() -> None:
     from talklike.common.server import serve
-    from talklike.common.settings import ServiceSettings
 
-    grace_s = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
-    await serve(ServiceSettings(port=0, metrics_port=0, drain_grace_s=grace_s), create_sample_service())
+    settings = SampleSettings()
+    if len(sys.argv) > 1:
+        settings.drain_grace_s = float(sys.argv[1])
+    await serve(settings, create_sample_service())
 
 
 if __name__ == "__main__":
