@@ -1,0 +1,1 @@
+"""Before/after evaluation: score answers of the base model and the adapter, and report them."""
