@@ -203,6 +203,11 @@ class Stack:
     def _check_ports(self, specs: Iterable[ServiceSpec]) -> None:
         seen: dict[int, str] = {}
         for spec in specs:
+            if not spec.port:
+                raise FailedPrecondition(
+                    f"{spec.name} has port 0, but the stack needs a fixed port to find it again; "
+                    f"set {spec.port_variable or 'its port'} to a free port"
+                )
             for port, what in (
                 (spec.port, spec.port_variable or "port"),
                 (spec.metrics_port, "metrics port"),

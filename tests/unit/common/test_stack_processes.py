@@ -81,6 +81,11 @@ def test_taken_port_is_named_before_anything_starts(tmp_path: Path, free_port: C
     assert port_holder("127.0.0.1", free) is None
 
 
+def test_port_0_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FailedPrecondition, match="set TALKLIKE_SAMPLE_PORT to a free port"):
+        Stack(tmp_path, [sample_spec("alpha", 0)]).start(timeout_s=5)
+
+
 def test_same_port_twice_is_refused(tmp_path: Path, free_port: Callable[[], int]) -> None:
     port = free_port()
     with pytest.raises(FailedPrecondition, match=f"both set to port {port}"):
