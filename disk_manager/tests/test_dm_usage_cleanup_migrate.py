@@ -1,0 +1,146 @@
+"""Usage and watermarks, cleanup of junk caches, and migration that survives a failure half-way."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cachetrees import KIB, make_hf_repo, make_model
+from disk_manager.cli import main as cli_main
+from disk_manager.manager import parse_size
+
+from disk_manager import CacheLocations, DiskManager, MigrationError, Watermarks, migrate
+
+NOW = time.time()
+
+
+def test_report_is_truthy_above_the_high_watermark(models_dir: Path) -> None:
+    make_model(models_dir, "a", 100 * KIB, NOW)
+    locations = CacheLocations.for_models_dir(models_dir)
+    roomy = DiskManager(locations, capacity_bytes=10 * 1024 * KIB).check_disk_space()
+    full = DiskManager(locations, capacity_bytes=110 * KIB).check_disk_space()
+    assert not roomy and roomy.volumes[0].simulated
+    assert full and full.low_on_space == full.volumes
+    assert full.volumes[0].bytes_to_low_watermark > 0
+
+
+def test_watermarks_are_validated() -> None:
+    with pytest.raises(ValueError):
+        Watermarks(high=0.5, low=0.9)
+
+
+def test_evict_to_low_watermark(models_dir: Path) -> None:
+    for i in range(4):
+        make_model(models_dir, f"m{i}", 100 * KIB, NOW - 100 + i)
+    dm = DiskManager(CacheLocations.for_models_dir(models_dir), capacity_bytes=450 * KIB)
+    removal = dm.evict_to_low_watermark()
+    assert [e.key for e in removal.removed] == ["models:m0"]
+    assert dm.volumes()[0].used_fraction <= 0.75
+
+
+def test_cleanup_removes_pip_conda_and_detached_hf_revisions(tmp_path: Path) -> None:
+    pip = tmp_path / "pip"
+    (pip / "http").mkdir(parents=True)
+    (pip / "http" / "x").write_bytes(b"x" * 5000)
+    conda = tmp_path / "conda"
+    conda.mkdir()
+    (conda / "numpy-1.0.tar.bz2").write_bytes(b"y" * 3000)
+    (conda / "numpy-1.0").mkdir()  # an extracted package in use: kept
+    hub = tmp_path / "hub"
+    repo = make_hf_repo(hub, "org/model", 4 * KIB, NOW)
+    (repo / "refs" / "main").unlink()  # the revision is now detached: stale
+    dm = DiskManager(CacheLocations(hf_hub=hub, pip=pip, conda_pkgs=[conda]))
+
+    dry = dm.cleanup_cache(dry_run=True)
+    assert dry.freed_bytes >= 5000 + 3000 + 4 * KIB and pip.exists()
+    done = dm.cleanup_cache()
+    assert done.freed_bytes == dry.freed_bytes
+    assert not pip.exists() and not (conda / "numpy-1.0.tar.bz2").exists() and (conda / "numpy-1.0").exists()
+    assert not repo.exists()  # its only revision was stale, so huggingface_hub removes the repo
+    with pytest.raises(ValueError, match="unknown cleanup kinds"):
+        dm.cleanup_cache(kinds=["everything"])
+
+
+def test_migrate_moves_links_and_exports(models_dir: Path, tmp_path: Path) -> None:
+    make_model(models_dir, "a", 20 * KIB, NOW)
+    make_hf_repo(models_dir / "hf" / "hub", "org/m", 10 * KIB, NOW)
+    dm = DiskManager(CacheLocations.for_models_dir(models_dir))
+    target = tmp_path / "workspace"
+    result = dm.setup_network_storage(target)
+    assert models_dir.is_symlink() and models_dir.resolve() == (target / "models").resolve()
+    assert (models_dir / "a" / "model.safetensors").stat().st_size == 20 * KIB
+    assert (models_dir / "hf" / "hub" / "models--org--m").is_dir()
+    assert result.env["TALKLIKE_MODELS_DIR"] == str((target / "models").resolve())
+    assert os.environ["TALKLIKE_MODELS_DIR"] == result.env["TALKLIKE_MODELS_DIR"]
+    assert result.skipped["hf"] == "moved with the models directory"
+    again = dm.setup_network_storage(target)
+    assert again.moved == {} and again.skipped["models"].startswith("already a link")
+
+
+def test_migrate_failure_half_way_leaves_the_old_cache_working(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        make_model(models_dir, f"m{i}", 4 * KIB, NOW)
+    before = sorted(str(p.relative_to(models_dir)) for p in models_dir.rglob("*"))
+    copied: list[str] = []
+    real_copy = migrate.copy_file
+
+    def failing_copy(src: str, dst: str) -> None:
+        if len(copied) == 4:
+            raise OSError(28, "No space left on device")
+        copied.append(src)
+        real_copy(src, dst)
+
+    monkeypatch.setattr(migrate, "copy_file", failing_copy)
+    target = tmp_path / "workspace"
+    with pytest.raises(MigrationError, match="old cache is untouched"):
+        DiskManager(CacheLocations.for_models_dir(models_dir)).setup_network_storage(target)
+    assert not models_dir.is_symlink()
+    assert sorted(str(p.relative_to(models_dir)) for p in models_dir.rglob("*")) == before
+    assert not (target / "models").exists()
+    assert [p.name for p in target.iterdir()] == []  # no staging directory left behind
+
+
+def test_seed_snippet_runs_as_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's usage, verbatim, on caches placed by environment variables."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("PIP_CACHE_DIR", str(tmp_path / "pip"))
+    monkeypatch.setenv("CONDA_PKGS_DIRS", str(tmp_path / "conda"))
+    monkeypatch.setenv("TALKLIKE_HOME", str(tmp_path / "home"))
+    make_hf_repo(tmp_path / "hf" / "hub", "org/m", 8 * KIB, NOW)
+    (tmp_path / "pip").mkdir()
+    (tmp_path / "pip" / "wheel").write_bytes(b"w" * 100)
+
+    from disk_manager import DiskManager as SeedDiskManager
+
+    dm = SeedDiskManager()
+    if dm.check_disk_space():
+        dm.cleanup_cache()
+    dm.setup_network_storage(str(tmp_path / "workspace"))
+
+    assert (tmp_path / "hf" / "hub").is_symlink()
+    assert (tmp_path / "workspace" / "hf" / "models--org--m").is_dir()
+    assert os.environ["HF_HUB_CACHE"] == str((tmp_path / "workspace" / "hf").resolve())
+
+
+def test_parse_size() -> None:
+    assert parse_size("10G") == 10 * 1024**3
+    assert parse_size("1.5MiB") == int(1.5 * 1024**2)
+    assert parse_size("2048") == 2048
+
+
+def test_cli_status_and_dry_run_ensure(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_model(models_dir, "a", 100 * KIB, NOW - 100)
+    assert cli_main(["--models-dir", str(models_dir), "--capacity", "120K", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "LOW ON SPACE" in out and "models:a" in out
+    assert (
+        cli_main(["--models-dir", str(models_dir), "--capacity", "120K", "ensure", "50K", "--dry-run"]) == 0
+    )
+    assert "would free" in capsys.readouterr().out and (models_dir / "a").exists()
+    assert cli_main(["--models-dir", str(models_dir), "--capacity", "120K", "ensure", "-5"]) == 2
