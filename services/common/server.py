@@ -92,6 +92,8 @@ class ServiceServer:
         self.settings = settings
         self.binding = binding
         self.metrics = ServerMetrics(settings.service or binding.full_name)
+        for collector in binding.collectors:
+            self.metrics.registry.register(collector)
         self.health = HealthServicer()
         self.gate = DrainGate()
         self.port = 0

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
+from prometheus_client.registry import Collector
 
 
 @dataclass
@@ -20,9 +21,12 @@ class ServiceBinding:
     ``register`` adds the servicer (``add_XServiceServicer_to_server``). ``on_start`` hooks
     run after the server has bound its port and before readiness is SERVING (load a model,
     start a worker); ``on_stop`` hooks run after the in-flight calls have drained.
+    ``collectors`` are the service's own Prometheus metrics (created with ``registry=None``),
+    registered in the server's registry so they appear on its ``/metrics``.
     """
 
     full_name: str
     register: Callable[[grpc.aio.Server], None]
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
