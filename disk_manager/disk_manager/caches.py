@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from disk_manager.usage import tree_size
+from disk_manager.usage import tree_stats
 
 EVICTABLE_KINDS = ("hf", "models", "torch")
 CLEANUP_KINDS = ("pip", "conda", "hf-stale")
@@ -103,41 +103,25 @@ def is_locked(lock_path: Path) -> bool:
         os.close(fd)
 
 
-def _has_temp_parts(path: Path) -> bool:
-    for _dirpath, _dirnames, filenames in os.walk(path):
-        if any(name.endswith(TEMP_MARKERS) for name in filenames):
-            return True
-    return False
-
-
-def _last_used(path: Path) -> float:
-    """Newest access or modification time of anything under ``path``."""
-    newest = 0.0
-    for dirpath, _dirnames, filenames in os.walk(path):
-        for name in filenames:
-            try:
-                st = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            newest = max(newest, st.st_atime, st.st_mtime)
-    if newest == 0.0 and path.exists():
-        st = path.stat()
-        newest = max(st.st_atime, st.st_mtime)
-    return newest
-
-
 def _dir_entry(kind: str, name: str, path: Path, lock: Path | None, detail: str = "") -> CacheEntry:
-    size, files = tree_size(path) if path.is_dir() else (path.stat().st_size, 1)
+    """An entry for a directory or a single file, from one walk."""
+    if path.is_dir():
+        stats = tree_stats(path, TEMP_MARKERS)
+        size, files, last_used, temp = stats.size_bytes, stats.files, stats.newest_use, stats.has_temp_parts
+        if last_used == 0.0:
+            st = path.stat()
+            last_used = max(st.st_atime, st.st_mtime)
+    else:
+        st = path.stat()
+        size, files, last_used, temp = st.st_size, 1, max(st.st_atime, st.st_mtime), False
     return CacheEntry(
         key=f"{kind}:{name}",
         kind=kind,
         path=path,
         size_bytes=size,
         files=files,
-        last_used=_last_used(path) if path.is_dir() else max(path.stat().st_atime, path.stat().st_mtime),
-        incomplete=name.startswith(".")
-        or name.endswith(TEMP_MARKERS)
-        or (path.is_dir() and _has_temp_parts(path)),
+        last_used=last_used,
+        incomplete=temp or name.startswith(".") or name.endswith(TEMP_MARKERS),
         locked=bool(lock and lock.exists() and is_locked(lock)),
         detail=detail,
     )

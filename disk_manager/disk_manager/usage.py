@@ -67,10 +67,23 @@ class VolumeUsage:
         return max(0, self.used_bytes - target_used)
 
 
-def tree_size(path: Path) -> tuple[int, int]:
-    """(bytes, files) under ``path``, counting each hard-linked inode once and not following links."""
+@dataclass(frozen=True)
+class TreeStats:
+    """What one walk of a directory tree tells: bytes, files, newest use, files being written."""
+
+    size_bytes: int
+    files: int
+    newest_use: float
+    has_temp_parts: bool
+
+
+def tree_stats(path: Path, temp_suffixes: tuple[str, ...] = ()) -> TreeStats:
+    """Walk ``path`` once: allocated bytes (hard links counted once, links not followed), file
+    count, newest atime/mtime, and whether a file name ends with one of ``temp_suffixes``."""
     seen: set[tuple[int, int]] = set()
     total = files = 0
+    newest = 0.0
+    temp = False
     stack = [str(path)]
     while stack:
         current = stack.pop()
@@ -84,6 +97,9 @@ def tree_size(path: Path) -> tuple[int, int]:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
+                    if temp_suffixes and entry.name.endswith(temp_suffixes):
+                        temp = True
+                    newest = max(newest, st.st_atime, st.st_mtime)
                     key = (st.st_dev, st.st_ino)
                     if key in seen:
                         continue
@@ -92,7 +108,13 @@ def tree_size(path: Path) -> tuple[int, int]:
                     files += 1
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-    return total, files
+    return TreeStats(total, files, newest, temp)
+
+
+def tree_size(path: Path) -> tuple[int, int]:
+    """(bytes, files) under ``path``."""
+    stats = tree_stats(path)
+    return stats.size_bytes, stats.files
 
 
 def measure(path: Path, watermarks: Watermarks) -> VolumeUsage:
