@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from talklike.common import errors
 
 #: Results: what a command produces (stdout).
@@ -141,14 +142,29 @@ class rpc_errors(ContextDecorator):
             fail(error.message, "")
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Table:
-    """A plain rich table with ``columns`` headers; cells are shown with ``str``."""
+def table(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None, *, markup: bool = True
+) -> Table:
+    """A plain rich table with ``columns`` headers.
+
+    String cells may use rich markup (``"[red]LOW[/]"``); pass ``markup=False`` when the cells
+    are data that may contain brackets (file names, user text), or give such a cell as a
+    ``rich.text.Text``. Other values are shown with ``str``; None as an empty cell.
+    """
     result = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         result.add_column(column)
     for row in rows:
-        result.add_row(*("" if cell is None else escape(str(cell)) for cell in row))
+        result.add_row(*(_cell(cell, markup) for cell in row))
     return result
+
+
+def _cell(value: Any, markup: bool) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, Text):
+        return value
+    return str(value) if markup else escape(str(value))
 
 
 def progress(transient: bool = False) -> Progress:

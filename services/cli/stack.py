@@ -22,6 +22,7 @@ import pydantic
 import typer
 from pydantic.fields import FieldInfo
 from rich.markup import escape
+from rich.text import Text
 from talklike.cli.output import console, err_console, fail, table
 from talklike.common import registry
 from talklike.common.errors import TalklikeError
@@ -185,7 +186,8 @@ def up(
     except TalklikeError as error:
         fail(error.message, "fix what the log says, then run `talklike up` again")
     _print_states(states)
-    console.print(f"logs: {stack.logs_dir}   stop with: talklike down --home {stack.home}")
+    console.print(f"logs: {stack.logs_dir}", soft_wrap=True, highlight=False)
+    console.print(f"stop: talklike down --home {stack.home}", soft_wrap=True, highlight=False)
 
 
 def down(
@@ -199,7 +201,7 @@ def down(
     stack = _stack(home, only, need_specs=False)
     states = stack.stop(timeout_s=timeout)
     rows = [(s.name, s.pid or "", s.note) for s in states]
-    console.print(table(["service", "pid", "result"], rows))
+    console.print(table(["service", "pid", "result"], rows, markup=False))
 
 
 def status(home: HomeOption = None, only: OnlyOption = None) -> None:
@@ -218,9 +220,19 @@ def _print_states(states: list[Any]) -> None:
     console.print(
         table(
             ["service", "address", "readiness", "pid", "uptime"],
-            [(s.name, s.address, s.health, s.pid or "", format_uptime(s.uptime_s)) for s in states],
+            [
+                (s.name, s.address, _health_text(s.health), s.pid or "", format_uptime(s.uptime_s))
+                for s in states
+            ],
+            markup=False,
         )
     )
+
+
+def _health_text(health: str) -> Text:
+    """A readiness word, green when SERVING, dim when stopped, red otherwise."""
+    style = {"SERVING": "green", "stopped": "dim"}.get(health, "red")
+    return Text(health, style=style)
 
 
 def _stack(home: Path | None, only: str | None, *, need_specs: bool = True) -> Any:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import grpc
 import pytest
 import typer
+from rich.console import Console
+from rich.text import Text
 from talklike.cli.output import fail, iter_progress, rpc_errors, table
 from talklike.common.errors import FailedPrecondition
 from talklike.common.service import ServiceBinding
@@ -93,6 +95,16 @@ def test_domain_error_on_the_client_side(capsys: pytest.CaptureFixture[str]) -> 
 def test_other_exceptions_pass_through() -> None:
     with pytest.raises(KeyError), rpc_errors("generation"):
         raise KeyError("x")
+
+
+def test_table_markup_is_optional() -> None:
+    console = Console(width=80, record=True)
+    console.print(table(["a"], [("[red]LOW[/]",)]))
+    console.print(table(["a"], [("[data] file",)], markup=False))
+    console.print(table(["a"], [(Text("[kept]"),)]))
+    text = console.export_text()
+    assert "LOW" in text and "[red]" not in text
+    assert "[data] file" in text and "[kept]" in text
 
 
 def test_table_and_progress(capsys: pytest.CaptureFixture[str]) -> None:

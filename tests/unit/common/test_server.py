@@ -220,3 +220,16 @@ async def test_tls(sample_binding: ServiceBinding, tmp_path: Path) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await plain.unary_unary(method("Echo"))(b"x", timeout=2)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_binding_collectors_appear_on_metrics(free_port: Callable[[], int]) -> None:
+    from prometheus_client import Gauge
+
+    queue_depth = Gauge("talklike_sample_queue_depth", "Items waiting.", registry=None)
+    queue_depth.set(7)
+    binding = create_sample_service()
+    binding.collectors.append(queue_depth)
+    async with running_service(binding, ServiceSettings(port=0, metrics_port=free_port())) as srv:
+        url = f"http://127.0.0.1:{srv.server.metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    assert "talklike_sample_queue_depth 7.0" in text
