@@ -223,8 +223,8 @@ def load(resolved: ResolvedModel, device: str = "cpu", dtype: str = "float32") -
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype)).to(device)
-    model.eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype))
+    model = model.to(torch.device(device)).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
