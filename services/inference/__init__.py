@@ -1,0 +1,1 @@
+"""The inference service: generation with per-request LoRA adapters behind one backend Protocol."""

