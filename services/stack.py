@@ -51,6 +51,8 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     #: The variable that sets the port, named in "port taken" errors.
     port_variable: str = ""
+    #: Other ports the service listens on (an HTTP face...), as (variable, port).
+    extra_ports: tuple[tuple[str, int], ...] = ()
 
     @property
     def address(self) -> str:
@@ -98,6 +100,12 @@ def spec_for(name: str) -> ServiceSpec:
             f"the {name} service is not available in this installation ({error})"
         ) from error
     settings = settings_class()
+    prefix = settings_class.env_prefix()
+    extra_ports = tuple(
+        (f"{prefix}{field_name.upper()}", int(getattr(settings, field_name)))
+        for field_name in settings_class.model_fields
+        if field_name.endswith("_port") and field_name != "port" and getattr(settings, field_name)
+    )
     return ServiceSpec(
         name=name,
         full_name=entry.full_name,
@@ -105,7 +113,8 @@ def spec_for(name: str) -> ServiceSpec:
         port=settings.port,
         metrics_port=settings.metrics_port,
         command=(sys.executable, "-m", "talklike.cli.main", "serve", name),
-        port_variable=f"{settings_class.env_prefix()}PORT",
+        port_variable=f"{prefix}PORT",
+        extra_ports=extra_ports,
     )
 
 
@@ -208,10 +217,12 @@ class Stack:
                     f"{spec.name} has port 0, but the stack needs a fixed port to find it again; "
                     f"set {spec.port_variable or 'its port'} to a free port"
                 )
-            for port, what in (
-                (spec.port, spec.port_variable or "port"),
-                (spec.metrics_port, "metrics port"),
-            ):
+            ports = [(spec.port, spec.port_variable or "port")]
+            if spec.extra_ports:
+                ports += [(port, variable) for variable, port in spec.extra_ports]
+            else:
+                ports.append((spec.metrics_port, "metrics port"))
+            for port, what in ports:
                 if not port:
                     continue
                 if port in seen:
@@ -224,7 +235,7 @@ class Stack:
                     raise FailedPrecondition(
                         f"port {port} ({spec.name} {what}) on {spec.host} is taken{holder}; "
                         f"stop that program or choose another port"
-                        + (f" with {spec.port_variable}" if what == spec.port_variable else "")
+                        + (f" with {what}" if what.startswith("TALKLIKE_") else "")
                     )
 
     def _launch(self, spec: ServiceSpec) -> subprocess.Popen[bytes]:

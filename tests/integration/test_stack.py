@@ -63,7 +63,7 @@ def talklike(*args: str, env: dict[str, str], timeout_s: float = 300) -> subproc
 
 #: The services that exist so far; `talklike up --only` them. Once all five exist, the test runs
 #: plain `talklike up` (no --only) over the whole registry.
-STACK_SERVICES = ["disk-agent"]
+STACK_SERVICES = ["inference", "disk-agent"]
 
 
 @pytest.mark.slow
@@ -73,7 +73,8 @@ def test_up_status_down(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALKLIKE_")}
     env.update({"COLUMNS": "200", "TALKLIKE_INFERENCE_BASE_MODEL": "tiny"})
-    ports = free_ports(2 * len(names))
+    ports = free_ports(2 * len(names) + 1)
+    env["TALKLIKE_INFERENCE_HTTP_PORT"] = str(ports[-1])
     addresses = {}
     for index, name in enumerate(names):
         entry = registry.get(name)

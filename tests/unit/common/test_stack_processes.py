@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 from talklike.common.errors import FailedPrecondition, InvalidArgument
-from talklike.stack import ServiceSpec, Stack, format_uptime, parse_only, port_holder
+from talklike.stack import ServiceSpec, Stack, format_uptime, parse_only, port_holder, spec_for
 from talklike_sample_service import FULL_NAME
 
 SCRIPT = str(Path(__file__).with_name("talklike_sample_service.py"))
@@ -188,3 +188,23 @@ def test_parse_only_and_uptime() -> None:
     with pytest.raises(InvalidArgument, match=r"unknown service.*nope"):
         parse_only("generation,nope")
     assert [format_uptime(s) for s in (None, 5, 185, 3725)] == ["", "5s", "3m05s", "1h02m"]
+
+
+def test_every_listening_port_is_checked(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        spec = sample_spec("alpha", free_port())
+        with_http = ServiceSpec(**{**spec.__dict__, "extra_ports": (("TALKLIKE_SAMPLE_HTTP_PORT", taken),)})
+        with pytest.raises(FailedPrecondition, match=f"port {taken} \\(alpha TALKLIKE_SAMPLE_HTTP_PORT\\)"):
+            Stack(tmp_path, [with_http]).start(timeout_s=5)
+
+
+def test_spec_for_reads_the_settings_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TALKLIKE_DISK_AGENT_PORT", "6155")
+    monkeypatch.setenv("TALKLIKE_DISK_AGENT_METRICS_PORT", "6156")
+    spec = spec_for("disk-agent")
+    assert (spec.address, spec.full_name) == ("127.0.0.1:6155", "talklike.v1.DiskAgentService")
+    assert ("TALKLIKE_DISK_AGENT_METRICS_PORT", 6156) in spec.extra_ports
+    assert spec.command[-2:] == ("serve", "disk-agent")
