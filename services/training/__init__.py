@@ -1,0 +1,1 @@
+"""The training service: durable fine-tuning jobs (local PEFT LoRA, or OpenAI's fine-tuning API)."""

@@ -1,0 +1,111 @@
+"""Chat JSONL → token ids and labels with the loss on assistant tokens only.
+
+The mask is computed, not trusted: the prompt part of an example (everything up to the
+assistant's answer, rendered with the model's own chat template and its generation prompt)
+must be a prefix of the whole rendered example, and what follows it is the answer. A dataset
+in which no example has answer tokens left fails the job (the TRL bug that trains on nothing
+must not happen here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IGNORE = -100
+
+
+class JobError(Exception):
+    """A failure with a machine-readable code and a message for a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One tokenized example."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def answer_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_examples(path: Path) -> list[list[dict[str, str]]]:
+    """The ``messages`` of every line; a bad line fails with its number (datasets come validated)."""
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                messages = record["messages"]
+                assert isinstance(messages, list) and messages
+                assert all(
+                    isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+                )
+            except (ValueError, KeyError, AssertionError, AttributeError, TypeError) as exc:
+                raise JobError(
+                    "invalid_file",
+                    f"{path.name} line {number} is not a chat example {{'messages': [...]}} ({exc.__class__.__name__}); "
+                    "check it with `talklike validate`",
+                ) from exc
+            examples.append(messages)
+    if not examples:
+        raise JobError("invalid_file", f"{path.name} has no examples")
+    return examples
+
+
+def encode(tokenizer: Any, messages: list[dict[str, str]], max_tokens: int) -> Encoded:
+    """Token ids of the whole chat, labels only on the final assistant answer (truncated to max_tokens)."""
+    if messages[-1]["role"] != "assistant":
+        return Encoded([], [])
+    prompt = _ids(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
+    full = _ids(tokenizer.apply_chat_template(messages, tokenize=True))
+    if full[: len(prompt)] != prompt:
+        raise JobError(
+            "chat_template_mismatch",
+            "the model's chat template renders the prompt differently inside the whole chat, so the answer "
+            "tokens cannot be located; use a model whose template is prefix-stable",
+        )
+    full = full[:max_tokens]
+    labels = [IGNORE] * min(len(prompt), len(full)) + full[len(prompt) :]
+    return Encoded(full, labels)
+
+
+def _ids(value: Any) -> list[int]:
+    if isinstance(value, dict) or hasattr(value, "input_ids"):
+        value = value["input_ids"]
+    return [int(v) for v in value]
+
+
+def encode_all(
+    tokenizer: Any, examples: list[list[dict[str, str]]], max_tokens: int, what: str
+) -> list[Encoded]:
+    encoded = [encode(tokenizer, m, max_tokens) for m in examples]
+    usable = [e for e in encoded if e.answer_tokens > 0]
+    if not usable:
+        raise JobError(
+            "no_assistant_tokens",
+            f"no example in the {what} set has assistant tokens to learn from after masking and truncation to "
+            f"{max_tokens} tokens; each example must end with an assistant message, and max_sequence_tokens must "
+            "leave room for it",
+        )
+    return usable

@@ -1,0 +1,248 @@
+"""The job manager: validates new jobs, runs them one at a time in worker processes, resumes after a restart.
+
+It lives in the service process and never trains itself: the worker does, so a crash (or an
+out-of-memory kill) of the worker fails one job, not the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from talklike.common.errors import FailedPrecondition
+from talklike.training.data import JobError, encode_all, read_examples
+from talklike.training.settings import TrainingSettings
+from talklike.training.spec import JobSpec
+from talklike.training.store import FINISHED, EventRecord, JobRecord, JobStore
+from talklike.training.worker import EXIT_LOCKED
+
+log = logging.getLogger(__name__)
+
+
+def validate_job(home: Path, spec: JobSpec) -> str:
+    """The validating_files checks that need the data and the model (run in a thread).
+
+    Returns a summary line. The model is built on the meta device: only its module names and
+    tokenizer are needed to know the job can run.
+    """
+    import torch
+    from talklike.models import resolve
+    from talklike.training.disk import ensure_free
+    from talklike.training.peft_trainer import check_target_modules
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    notes: list[str] = []
+    train = read_examples(home / spec.dataset_path)
+    if len(train) < 1:
+        raise JobError("invalid_file", "the training set is empty")
+    resolved = resolve(
+        spec.base_model,
+        home / "models",
+        before_write=lambda n: notes.append(ensure_free(n, "the base model")),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved.path))
+    targets = check_target_modules(skeleton, spec.hyperparameters.lora_target_modules)
+    encoded = encode_all(tokenizer, train, spec.hyperparameters.max_sequence_tokens, "training")
+    if spec.validation_dataset_path:
+        encode_all(
+            tokenizer,
+            read_examples(home / spec.validation_dataset_path),
+            spec.hyperparameters.max_sequence_tokens,
+            "validation",
+        )
+    answer_tokens = sum(e.answer_tokens for e in encoded)
+    notes.append(
+        f"{len(encoded)} examples, {answer_tokens} answer tokens to learn; base {resolved.name}; LoRA on {', '.join(targets)}"
+    )
+    return "; ".join(notes)
+
+
+class JobManager:
+    """Queue, worker, cancel, resume."""
+
+    def __init__(self, settings: TrainingSettings) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.store = JobStore(self.home / "jobs.db")
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._validations: set[asyncio.Task[None]] = set()
+        self._validate_lock = asyncio.Lock()
+        self.current: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        for job in self.store.recent(limit=10_000, states=("validating_files",)):
+            self._spawn_validation(job.id)
+        for job in self.store.recent(limit=10_000, states=("running",)):
+            self.store.add_event(
+                job.id,
+                "log",
+                "running",
+                "the service restarted while this job ran; it resumes from its last checkpoint",
+            )
+        self._runner = asyncio.create_task(self._run_forever(), name="training-jobs")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._runner, *self._validations) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.current is not None and self.current.returncode is None:
+            self.current.terminate()  # the job stays "running" and resumes from its checkpoint next time
+            await self.current.wait()
+
+    # -- jobs -----------------------------------------------------------------------------
+    def create(self, spec: JobSpec, job_backend: str) -> JobRecord:
+        job = self.store.create(job_backend, spec.to_dict())
+        if not spec.adapter_name:
+            spec = JobSpec.from_dict({**spec.to_dict(), "adapter_name": job.id})
+            job = self.store.update(job.id, spec_json=json.dumps(spec.to_dict()))
+        self._spawn_validation(job.id)
+        return job
+
+    def _spawn_validation(self, job_id: str) -> None:
+        task = asyncio.create_task(self._validate(job_id))
+        self._validations.add(task)
+        task.add_done_callback(self._validations.discard)
+
+    async def _validate(self, job_id: str) -> None:
+        async with self._validate_lock:
+            job = self.store.get(job_id)
+            if job.state != "validating_files":
+                return
+            spec = JobSpec.from_dict(job.spec)
+            try:
+                if job.backend == "openai":
+                    summary = "validated for OpenAI fine-tuning"
+                else:
+                    summary = await asyncio.to_thread(validate_job, self.home, spec)
+            except JobError as exc:
+                self.store.set_state(
+                    job_id, "failed", exc.message, error_code=exc.code, error_message=exc.message
+                )
+                return
+            except Exception as exc:
+                log.exception("validating %s failed", job_id)
+                message = f"validation failed: {exc.__class__.__name__}: {exc}"
+                self.store.set_state(
+                    job_id, "failed", message, error_code="validation_error", error_message=message
+                )
+                return
+            if self.store.get(job_id).state == "validating_files":  # not cancelled meanwhile
+                self.store.set_state(job_id, "queued", f"validated: {summary}")
+                self._wake.set()
+
+    def cancel(self, job_id: str) -> JobRecord:
+        job = self.store.get(job_id)
+        if job.state in FINISHED:
+            raise FailedPrecondition(
+                f"job {job_id} has already {job.state}; only queued or running jobs can be cancelled"
+            )
+        if job.state in ("validating_files", "queued"):
+            return self.store.set_state(
+                job_id, "cancelled", "cancelled before it started", cancel_requested=1
+            )
+        self.store.add_event(
+            job_id, "log", job.state, "cancellation requested; the worker stops at the next step"
+        )
+        return self.store.update(job_id, cancel_requested=1)
+
+    async def events(self, job_id: str) -> AsyncIterator[EventRecord]:
+        """History first, then live events until the job has finished and everything was sent."""
+        self.store.get(job_id)
+        seen = 0
+        interval = self.settings.poll_interval_ms / 1000
+        while True:
+            batch = await asyncio.to_thread(self.store.events, job_id, seen)
+            for event in batch:
+                seen = event.seq
+                yield event
+            if not batch and (await asyncio.to_thread(self.store.get, job_id)).state in FINISHED:
+                tail = await asyncio.to_thread(self.store.events, job_id, seen)
+                for event in tail:
+                    yield event
+                return
+            if not batch:
+                await asyncio.sleep(interval)
+
+    # -- the worker loop ------------------------------------------------------------------
+    def _next(self) -> JobRecord | None:
+        return self.store.oldest("running") or self.store.oldest("queued")
+
+    async def _run_forever(self) -> None:
+        while True:
+            job = await asyncio.to_thread(self._next)
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+                continue
+            await self._run_job(job)
+
+    async def _run_job(self, job: JobRecord) -> None:
+        if job.backend == "openai":
+            from talklike.training.openai_backend import run_openai_job
+
+            await run_openai_job(self, job)
+            return
+        job_dir = self.home / "jobs" / job.id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        with (job_dir / "worker.log").open("ab") as log_file:
+            self.current = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "talklike.training.worker",
+                "--home",
+                str(self.home),
+                "--job",
+                job.id,
+                stdout=log_file,
+                stderr=log_file,
+            )
+            code = await self.current.wait()
+        self.current = None
+        after = self.store.get(job.id)
+        if code == EXIT_LOCKED:
+            await asyncio.sleep(2)  # an orphaned worker from before a restart still runs it: wait for it
+            return
+        if after.state not in FINISHED:
+            tail = (job_dir / "worker.log").read_text(errors="replace")[-600:]
+            message = f"the training worker exited with code {code} before finishing; log tail: {tail}"
+            self.store.set_state(
+                job.id, "failed", message, error_code="worker_crashed", error_message=message
+            )
+        elif after.state == "succeeded" and self.settings.notify_inference:
+            await self._notify_inference(after)
+
+    async def _notify_inference(self, job: JobRecord) -> None:
+        """Load the new adapter into the inference service, when one is up."""
+        from talklike.common import client
+        from talklike.v1 import inference_pb2, inference_pb2_grpc
+
+        name = JobSpec.from_dict(job.spec).adapter_name
+        if await asyncio.to_thread(client.health_status, "inference", timeout_s=0.5) != "SERVING":
+            self.store.add_event(
+                job.id,
+                "log",
+                job.state,
+                "inference service not reachable: load the adapter later with LoadAdapter",
+            )
+            return
+        try:
+            async with client.aio_connect("inference") as channel:
+                stub = inference_pb2_grpc.InferenceServiceStub(channel)
+                await stub.LoadAdapter(inference_pb2.LoadAdapterRequest(name=name), timeout=120)
+            self.store.add_event(
+                job.id, "log", job.state, f"adapter {name} loaded into the inference service"
+            )
+        except Exception as exc:
+            self.store.add_event(
+                job.id, "log", job.state, f"loading adapter {name} into inference failed: {exc}"
+            )

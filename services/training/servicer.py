@@ -1,0 +1,140 @@
+"""talklike.v1.TrainingService: proto ↔ domain over ``JobManager``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from talklike.common.errors import InvalidArgument
+from talklike.common.service import ServiceBinding
+from talklike.training.manager import JobManager
+from talklike.training.settings import TrainingSettings
+from talklike.training.spec import Hyperparameters, build_spec
+from talklike.training.store import EventRecord, JobRecord
+from talklike.v1 import training_pb2 as pb
+from talklike.v1 import training_pb2_grpc as pb_grpc
+
+STATES = {
+    "validating_files": pb.JOB_STATE_VALIDATING_FILES,
+    "queued": pb.JOB_STATE_QUEUED,
+    "running": pb.JOB_STATE_RUNNING,
+    "succeeded": pb.JOB_STATE_SUCCEEDED,
+    "failed": pb.JOB_STATE_FAILED,
+    "cancelled": pb.JOB_STATE_CANCELLED,
+}
+BACKENDS = {pb.TRAINING_BACKEND_PEFT: "peft", pb.TRAINING_BACKEND_OPENAI: "openai"}
+BACKEND_PB = {v: k for k, v in BACKENDS.items()}
+
+
+def hyperparameters_from(h: pb.Hyperparameters) -> Hyperparameters:
+    """Proto settings with the documented zero-value defaults."""
+    r = h.lora_r or 16
+    return Hyperparameters(
+        epochs=h.epochs or 1,
+        max_steps=h.max_steps,
+        learning_rate=h.learning_rate if h.learning_rate else 2e-4,
+        batch_size=h.batch_size or 4,
+        max_sequence_tokens=h.max_sequence_tokens or 256,
+        lora_r=r,
+        lora_alpha=h.lora_alpha or 2.0 * r,
+        lora_dropout=h.lora_dropout,
+        lora_target_modules=tuple(h.lora_target_modules),
+        seed=h.seed,
+        eval_interval_steps=h.eval_interval_steps or 10,
+    )
+
+
+def job_pb(job: JobRecord) -> pb.Job:
+    spec = job.spec
+    hp = spec["hyperparameters"]
+    return pb.Job(
+        id=job.id,
+        state=STATES[job.state],
+        backend=BACKEND_PB[job.backend],
+        dataset_path=spec["dataset_path"],
+        validation_dataset_path=spec["validation_dataset_path"],
+        base_model=spec["base_model"],
+        adapter_name=spec["adapter_name"],
+        hyperparameters=pb.Hyperparameters(**{**hp, "lora_target_modules": hp["lora_target_modules"]}),
+        step=job.step,
+        total_steps=job.total_steps,
+        train_loss=job.train_loss,
+        eval_loss=job.eval_loss,
+        error_code=job.error_code,
+        error_message=job.error_message,
+        adapter_path=job.adapter_path,
+        fine_tuned_model=job.fine_tuned_model,
+        created_at_unix_ms=int(job.created_at * 1000),
+        updated_at_unix_ms=int(job.updated_at * 1000),
+    )
+
+
+def event_pb(event: EventRecord) -> pb.StreamJobEventsResponse:
+    d = event.data
+    return pb.StreamJobEventsResponse(
+        sequence=event.seq,
+        created_at_unix_ms=int(event.created_at * 1000),
+        kind=event.kind,
+        state=STATES[event.state],
+        message=event.message,
+        step=int(d.get("step", 0)),
+        total_steps=int(d.get("total_steps", 0)),
+        train_loss=float(d.get("train_loss", 0.0)),
+        eval_loss=float(d.get("eval_loss", 0.0)),
+        eval_perplexity=float(d.get("eval_perplexity", 0.0)),
+        tokens_per_second=float(d.get("tokens_per_second", 0.0)),
+        eta_seconds=float(d.get("eta_seconds", 0.0)),
+    )
+
+
+class TrainingServicer(pb_grpc.TrainingServiceServicer):
+    """Thin: translation only."""
+
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+
+    async def CreateJob(self, request: pb.CreateJobRequest, context: Any) -> pb.CreateJobResponse:
+        if request.backend not in BACKENDS:
+            raise InvalidArgument("backend", "must be TRAINING_BACKEND_PEFT or TRAINING_BACKEND_OPENAI")
+        spec = build_spec(
+            self.manager.home,
+            backend=BACKENDS[request.backend],
+            dataset_path=request.dataset_path,
+            validation_dataset_path=request.validation_dataset_path,
+            base_model=request.base_model,
+            adapter_name=request.adapter_name,
+            hyperparameters=hyperparameters_from(request.hyperparameters),
+            export_merged=request.export_merged,
+        )
+        return pb.CreateJobResponse(job=job_pb(self.manager.create(spec, spec.backend)))
+
+    async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:
+        return pb.GetJobResponse(job=job_pb(self.manager.store.get(request.job_id)))
+
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
+        limit = request.limit or 50
+        if limit > 1000:
+            raise InvalidArgument("limit", "must be at most 1000")
+        return pb.ListJobsResponse(jobs=[job_pb(j) for j in self.manager.store.recent(limit)])
+
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Any) -> pb.CancelJobResponse:
+        return pb.CancelJobResponse(job=job_pb(self.manager.cancel(request.job_id)))
+
+    async def StreamJobEvents(
+        self, request: pb.StreamJobEventsRequest, context: Any
+    ) -> AsyncIterator[pb.StreamJobEventsResponse]:
+        async for event in self.manager.events(request.job_id):
+            yield event_pb(event)
+
+
+def create_service(settings: TrainingSettings) -> ServiceBinding:
+    """The training binding: the manager starts (and resumes jobs) before SERVING."""
+    manager = JobManager(settings)
+
+    def register(server: grpc.aio.Server) -> None:
+        pb_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(manager), server)
+
+    return ServiceBinding(
+        full_name=settings.full_name, register=register, on_start=[manager.start], on_stop=[manager.stop]
+    )

@@ -1,0 +1,39 @@
+"""Settings of the training service (``TALKLIKE_TRAINING_*``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from talklike.common.settings import ServiceSettings
+
+
+class TrainingSettings(ServiceSettings):
+    """Where jobs live, how the worker runs, and which services to tell about new adapters."""
+
+    model_config = SettingsConfigDict(env_prefix="TALKLIKE_TRAINING_", populate_by_name=True, extra="ignore")
+    service: ClassVar[str] = "training"
+    full_name: ClassVar[str] = "talklike.v1.TrainingService"
+
+    port: int = Field(default=50053, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    metrics_port: int = Field(
+        default=9453, ge=0, le=65535, description="Prometheus /metrics port (0 disables it)."
+    )
+    poll_interval_ms: int = Field(
+        default=200,
+        ge=10,
+        le=10_000,
+        description="How often event streams and the worker watcher look for news.",
+    )
+    notify_inference: bool = Field(
+        default=True, description="Load a finished adapter into the inference service when it is reachable."
+    )
+    use_disk_agent: bool = Field(
+        default=True,
+        description="Ask the disk agent for space before model conversion and training, when reachable.",
+    )
+    openai_base_url: str = Field(default="", description="OpenAI backend: API base URL (empty = OpenAI's).")
+    openai_poll_interval_ms: int = Field(
+        default=5000, ge=10, description="OpenAI backend: first polling interval (it backs off up to 60 s)."
+    )

@@ -1,0 +1,128 @@
+"""What a job is asked to do, with defaults filled in and every field checked.
+
+The cheap checks (paths, ranges, names) run before a job is created and come back as
+INVALID_ARGUMENT naming the field; checks that need the model or the whole dataset run in
+the job's validating_files state and fail the job with a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from talklike.common.errors import InvalidArgument
+from talklike.common.paths import resolve_in_home
+
+ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+BACKENDS = ("peft", "openai")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Training settings with their defaults."""
+
+    epochs: int = 1
+    max_steps: int = 0
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    max_sequence_tokens: int = 256
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = ()
+    seed: int = 0
+    eval_interval_steps: int = 10
+
+    def validate(self) -> Hyperparameters:
+        checks = [
+            ("epochs", 1 <= self.epochs <= 100, "must be between 1 and 100"),
+            ("max_steps", 0 <= self.max_steps <= 1_000_000, "must be between 0 and 1000000"),
+            ("learning_rate", 0 < self.learning_rate <= 1, "must be greater than 0 and at most 1"),
+            ("batch_size", 1 <= self.batch_size <= 256, "must be between 1 and 256"),
+            ("max_sequence_tokens", 16 <= self.max_sequence_tokens <= 8192, "must be between 16 and 8192"),
+            ("lora_r", 1 <= self.lora_r <= 256, "must be between 1 and 256 (r < 1 is no adapter at all)"),
+            ("lora_alpha", self.lora_alpha > 0, "must be positive"),
+            ("lora_dropout", 0 <= self.lora_dropout <= 0.9, "must be between 0 and 0.9"),
+            ("eval_interval_steps", 1 <= self.eval_interval_steps <= 1_000_000, "must be at least 1"),
+        ]
+        for name, ok, reason in checks:
+            if not ok:
+                raise InvalidArgument(f"hyperparameters.{name}", f"{reason}, got {getattr(self, name)}")
+        for module in self.lora_target_modules:
+            if not re.fullmatch(r"[A-Za-z0-9_.]+", module):
+                raise InvalidArgument(
+                    "hyperparameters.lora_target_modules", f"{module!r} is not a module name"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated CreateJob request; stored as JSON with the job."""
+
+    backend: str
+    dataset_path: str
+    validation_dataset_path: str
+    base_model: str
+    adapter_name: str
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    export_merged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hyperparameters"]["lora_target_modules"] = list(self.hyperparameters.lora_target_modules)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        hp = dict(data["hyperparameters"])
+        hp["lora_target_modules"] = tuple(hp.get("lora_target_modules", ()))
+        return cls(**{**data, "hyperparameters": Hyperparameters(**hp)})
+
+
+def relative(home: Path, path: Path) -> str:
+    return str(path.relative_to(home.resolve()))
+
+
+def build_spec(
+    home: Path,
+    *,
+    backend: str,
+    dataset_path: str,
+    validation_dataset_path: str,
+    base_model: str,
+    adapter_name: str,
+    hyperparameters: Hyperparameters,
+    export_merged: bool = False,
+) -> JobSpec:
+    """Check a CreateJob request; paths become relative to the data home."""
+    if backend not in BACKENDS:
+        raise InvalidArgument("backend", f"must be one of {', '.join(BACKENDS)}")
+    dataset = resolve_in_home(home, dataset_path, "dataset_path")
+    if not dataset.is_file():
+        raise InvalidArgument(
+            "dataset_path", f"{dataset_path!r} does not exist in the data home; generate it first"
+        )
+    validation = ""
+    if validation_dataset_path:
+        val = resolve_in_home(home, validation_dataset_path, "validation_dataset_path")
+        if not val.is_file():
+            raise InvalidArgument("validation_dataset_path", f"{validation_dataset_path!r} does not exist")
+        validation = relative(home, val)
+    elif (dataset.parent / "val.jsonl").is_file() and dataset.name != "val.jsonl":
+        validation = relative(home, dataset.parent / "val.jsonl")
+    if not base_model:
+        raise InvalidArgument("base_model", "is required, e.g. tiny, smollm2 or a local model directory")
+    if adapter_name and not ADAPTER_NAME.match(adapter_name):
+        raise InvalidArgument("adapter_name", "use 1-64 letters, digits, '_', '.', '-'")
+    return JobSpec(
+        backend=backend,
+        dataset_path=relative(home, dataset),
+        validation_dataset_path=validation,
+        base_model=base_model,
+        adapter_name=adapter_name,
+        hyperparameters=hyperparameters.validate(),
+        export_merged=export_merged,
+    )

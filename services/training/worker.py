@@ -1,0 +1,112 @@
+"""The training worker: one job, in its own process, so a crash in training never takes the service down.
+
+``python -m talklike.training.worker --home HOME --job ID``. It holds ``jobs/<id>/worker.lock``
+while it runs, so a restarted service never starts the same job twice, and it dies with its
+parent (PR_SET_PDEATHSIG) so that the restarted service can resume from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import fcntl
+import logging
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from talklike.training.data import JobError
+from talklike.training.store import FINISHED, JobStore
+
+EXIT_LOCKED = 3
+#: Room asked of the disk agent for the adapter, checkpoints and optimizer state.
+TRAINING_SCRATCH_BYTES = 512 << 20
+
+
+def die_with_parent() -> None:
+    """Get SIGTERM when the service dies, instead of training on as an orphan (Linux only)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run(home: Path, job_id: str) -> int:
+    from talklike.training.disk import ensure_free
+    from talklike.training.peft_trainer import PeftTrainer
+    from talklike.training.spec import JobSpec
+
+    store = JobStore(home / "jobs.db")
+    job = store.get(job_id)
+    if job.state in FINISHED:
+        return 0
+    spec = JobSpec.from_dict(job.spec)
+    job_dir = home / "jobs" / job_id
+
+    def emit(kind: str, message: str, **data: Any) -> None:
+        fields = {k: data[k] for k in ("step", "total_steps", "train_loss", "eval_loss") if k in data}
+        if fields:
+            store.update(job_id, **fields)
+        store.add_event(job_id, kind, "running", message, **data)
+
+    def should_stop() -> bool:
+        return store.get(job_id).cancel_requested
+
+    resumed = job.state == "running"
+    store.set_state(job_id, "running", "resuming after a restart" if resumed else "training started")
+    trainer = PeftTrainer(spec, home, job_dir, emit, should_stop)
+    try:
+        model, tokenizer, train, val = trainer.prepare(
+            before_write=lambda n: emit("log", ensure_free(n, "the base model"))
+        )
+        emit("log", ensure_free(TRAINING_SCRATCH_BYTES, "training"))
+        emit(
+            "log",
+            f"{len(train)} training and {len(val)} validation examples; LoRA on {', '.join(trainer.targets)}",
+        )
+        result = trainer.run(model, tokenizer, train, val)
+        if result is None:
+            store.set_state(job_id, "cancelled", "cancelled at the caller's request")
+            return 0
+        path = trainer.save_adapter(result, job_id)
+        store.set_state(
+            job_id,
+            "succeeded",
+            f"adapter saved to {path.relative_to(home)} ({result.steps} steps, {result.wall_time_s:.1f} s)",
+            adapter_path=str(path.relative_to(home)),
+        )
+    except JobError as exc:
+        store.set_state(job_id, "failed", exc.message, error_code=exc.code, error_message=exc.message)
+    except Exception as exc:
+        traceback.print_exc()
+        store.set_state(
+            job_id,
+            "failed",
+            f"training failed: {exc.__class__.__name__}: {exc}",
+            error_code="training_error",
+            error_message=f"{exc.__class__.__name__}: {exc}; see jobs/{job_id}/worker.log",
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", required=True, type=Path)
+    parser.add_argument("--job", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    die_with_parent()
+    job_dir = args.home / "jobs" / args.job
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with open(job_dir / "worker.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"job {args.job} is already being run by another worker", file=sys.stderr)
+            return EXIT_LOCKED
+        return run(args.home.resolve(), args.job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

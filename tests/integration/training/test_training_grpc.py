@@ -1,0 +1,209 @@
+"""Training jobs through real gRPC on loopback: a tiny LoRA job end to end, errors, cancel, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from talklike.common.client import health_status_at
+from talklike.common.testing import running_service
+from talklike.training.servicer import create_service
+from talklike.training.settings import TrainingSettings
+from talklike.v1 import training_pb2 as pb
+from talklike.v1 import training_pb2_grpc as pb_grpc
+
+FINISHED = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
+
+
+def settings_for(home: Path) -> TrainingSettings:
+    return TrainingSettings(
+        home=home, port=0, metrics_port=0, poll_interval_ms=50, notify_inference=False, use_disk_agent=False
+    )
+
+
+def job_request(**hp: object) -> pb.CreateJobRequest:
+    values = {
+        "max_steps": 30,
+        "learning_rate": 3e-3,
+        "batch_size": 4,
+        "eval_interval_steps": 10,
+        "lora_r": 8,
+        "seed": 1,
+    }
+    values.update(hp)
+    return pb.CreateJobRequest(
+        dataset_path="datasets/persona/train.jsonl",
+        backend=pb.TRAINING_BACKEND_PEFT,
+        base_model="tiny",
+        adapter_name="persona",
+        hyperparameters=pb.Hyperparameters(**values),  # type: ignore[arg-type]
+    )
+
+
+async def wait_finished(stub: pb_grpc.TrainingServiceStub, job_id: str, timeout_s: float = 180) -> pb.Job:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = (await stub.GetJob(pb.GetJobRequest(job_id=job_id))).job
+        if job.state in FINISHED:
+            return job
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s} s")
+
+
+@pytest.mark.slow
+async def test_a_tiny_lora_job_succeeds_and_streams_every_step(persona_home: Path) -> None:
+    settings = settings_for(persona_home)
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.TrainingServiceStub(srv.channel())
+        job = (await stub.CreateJob(job_request())).job
+        assert (
+            job.state == pb.JOB_STATE_VALIDATING_FILES
+            and job.validation_dataset_path == "datasets/persona/val.jsonl"
+        )
+        events = [e async for e in stub.StreamJobEvents(pb.StreamJobEventsRequest(job_id=job.id))]
+        final = await wait_finished(stub, job.id)
+        late = [e async for e in stub.StreamJobEvents(pb.StreamJobEventsRequest(job_id=job.id))]
+
+    assert final.state == pb.JOB_STATE_SUCCEEDED, final.error_message
+    states = [pb.JobState.Name(e.state) for e in events if e.kind == "state"]
+    assert states == [
+        "JOB_STATE_VALIDATING_FILES",
+        "JOB_STATE_QUEUED",
+        "JOB_STATE_RUNNING",
+        "JOB_STATE_SUCCEEDED",
+    ]
+    assert [e.step for e in events if e.kind == "step"] == list(range(1, 31))
+    evals = [e.eval_loss for e in events if e.kind == "eval"]
+    assert len(evals) == 4  # before training, then at steps 10, 20, 30
+    assert evals == sorted(evals, reverse=True) and evals[-1] < evals[0] * 0.85
+    assert all(e.tokens_per_second > 0 for e in events if e.kind == "step")
+    assert [e.sequence for e in late] == [e.sequence for e in events]  # a late subscriber gets the history
+
+    adapter = persona_home / "adapters" / "persona"
+    manifest = json.loads((adapter / "adapter_manifest.json").read_text())
+    assert (adapter / "adapter_model.safetensors").exists() and final.adapter_path == "adapters/persona"
+    assert manifest["base_model"]["source"] == "tiny" and len(manifest["base_model"]["sha256"]) == 64
+    assert len(manifest["dataset"]["sha256"]) == 64 and manifest["trained_tokens"] > 0
+    assert manifest["metrics"]["final_eval_loss"] < manifest["metrics"]["initial_eval_loss"]
+    assert not (persona_home / "jobs" / final.id / "checkpoint").exists()
+
+
+async def test_bad_requests_are_refused_with_the_field(persona_home: Path) -> None:
+    settings = settings_for(persona_home)
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.TrainingServiceStub(srv.channel())
+        cases = [
+            (job_request(lora_r=0), None),  # 0 means the default: accepted
+            (
+                pb.CreateJobRequest(
+                    dataset_path="../../etc/passwd", backend=pb.TRAINING_BACKEND_PEFT, base_model="tiny"
+                ),
+                "dataset_path",
+            ),
+            (
+                pb.CreateJobRequest(
+                    dataset_path="datasets/nope.jsonl", backend=pb.TRAINING_BACKEND_PEFT, base_model="tiny"
+                ),
+                "dataset_path",
+            ),
+            (pb.CreateJobRequest(dataset_path="datasets/persona/train.jsonl", base_model="tiny"), "backend"),
+            (job_request(learning_rate=-1), "hyperparameters.learning_rate"),
+            (job_request(lora_r=300), "hyperparameters.lora_r"),
+        ]
+        for request, field in cases:
+            if field is None:
+                await stub.CreateJob(request)
+                continue
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.CreateJob(request)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in (
+                info.value.details() or ""
+            ), field
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetJob(pb.GetJobRequest(job_id="job-nope"))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+        bad_module = (await stub.CreateJob(job_request(lora_target_modules=["attention_blob"]))).job
+        failed = await wait_finished(stub, bad_module.id, 120)
+        assert failed.state == pb.JOB_STATE_FAILED and failed.error_code == "unknown_target_module"
+        assert "q_proj" in failed.error_message and "attention_blob" in failed.error_message
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.CancelJob(pb.CancelJobRequest(job_id=failed.id))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_examples_without_assistant_tokens_fail_the_job(persona_home: Path) -> None:
+    bad = persona_home / "datasets" / "persona" / "no_answers.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "Otázka?"}]}) + "\n")
+    settings = settings_for(persona_home)
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.TrainingServiceStub(srv.channel())
+        request = job_request()
+        request.dataset_path = "datasets/persona/no_answers.jsonl"
+        job = (await stub.CreateJob(request)).job
+        failed = await wait_finished(stub, job.id, 120)
+    assert failed.state == pb.JOB_STATE_FAILED and failed.error_code == "no_assistant_tokens"
+
+
+@pytest.mark.slow
+def test_a_killed_service_resumes_the_job_from_its_checkpoint(persona_home: Path, free_port) -> None:  # type: ignore[no-untyped-def]
+    """Kill -9 the service mid-job; a new service finishes the job from the checkpoint, not from step 0."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALKLIKE_")}
+    env.update(
+        TALKLIKE_HOME=str(persona_home),
+        TALKLIKE_TRAINING_PORT=str(port),
+        TALKLIKE_TRAINING_METRICS_PORT="0",
+        TALKLIKE_TRAINING_NOTIFY_INFERENCE="false",
+        TALKLIKE_TRAINING_USE_DISK_AGENT="false",
+        TALKLIKE_LOG_FORMAT="text",
+    )
+    command = [sys.executable, "-m", "talklike.cli.main", "serve", "training"]
+    address = f"127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while health_status_at(address, "talklike.v1.TrainingService") != "SERVING":
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "the training service did not start"
+            )
+            time.sleep(0.2)
+        return process
+
+    first = start()
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.TrainingServiceStub(channel)
+        job = stub.CreateJob(job_request(max_steps=200, eval_interval_steps=20)).job
+        deadline = time.monotonic() + 120
+        while stub.GetJob(pb.GetJobRequest(job_id=job.id)).job.step < 45:
+            assert time.monotonic() < deadline, "the job made no progress"
+            time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    second = start()
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.TrainingServiceStub(channel)
+            deadline = time.monotonic() + 180
+            while (current := stub.GetJob(pb.GetJobRequest(job_id=job.id)).job).state not in FINISHED:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            events = list(stub.StreamJobEvents(pb.StreamJobEventsRequest(job_id=job.id)))
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert current.state == pb.JOB_STATE_SUCCEEDED, current.error_message
+    resumed = [e for e in events if "resumed from the checkpoint" in e.message]
+    assert len(resumed) == 1 and resumed[0].step in (40, 60)
+    steps = [e.step for e in events if e.kind == "step"]
+    assert steps[-1] == 200 and steps.count(200) == 1
