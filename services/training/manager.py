@@ -203,6 +203,7 @@ class JobManager:
                 str(self.home),
                 "--job",
                 job.id,
+                *(["--notify-inference"] if self.settings.notify_inference else []),
                 stdout=log_file,
                 stderr=log_file,
             )
@@ -217,32 +218,4 @@ class JobManager:
             message = f"the training worker exited with code {code} before finishing; log tail: {tail}"
             self.store.set_state(
                 job.id, "failed", message, error_code="worker_crashed", error_message=message
-            )
-        elif after.state == "succeeded" and self.settings.notify_inference:
-            await self._notify_inference(after)
-
-    async def _notify_inference(self, job: JobRecord) -> None:
-        """Load the new adapter into the inference service, when one is up."""
-        from talklike.common import client
-        from talklike.v1 import inference_pb2, inference_pb2_grpc
-
-        name = JobSpec.from_dict(job.spec).adapter_name
-        if await asyncio.to_thread(client.health_status, "inference", timeout_s=0.5) != "SERVING":
-            self.store.add_event(
-                job.id,
-                "log",
-                job.state,
-                "inference service not reachable: load the adapter later with LoadAdapter",
-            )
-            return
-        try:
-            async with client.aio_connect("inference") as channel:
-                stub = inference_pb2_grpc.InferenceServiceStub(channel)
-                await stub.LoadAdapter(inference_pb2.LoadAdapterRequest(name=name), timeout=120)
-            self.store.add_event(
-                job.id, "log", job.state, f"adapter {name} loaded into the inference service"
-            )
-        except Exception as exc:
-            self.store.add_event(
-                job.id, "log", job.state, f"loading adapter {name} into inference failed: {exc}"
             )

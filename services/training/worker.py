@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import grpc
 from talklike.training.data import JobError
 from talklike.training.store import FINISHED, JobStore
 
@@ -32,7 +33,27 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run(home: Path, job_id: str) -> int:
+def notify_inference(adapter: str) -> str:
+    """Load the new adapter into the inference service, when one is up; a line for the job's log.
+
+    Done before the job is marked succeeded, so whoever sees "succeeded" can use the adapter.
+    """
+    from talklike.common import client
+    from talklike.v1 import inference_pb2, inference_pb2_grpc
+
+    if client.health_status("inference", timeout_s=0.5) != "SERVING":
+        return f"inference service not reachable at {client.address_for('inference')}: load {adapter} later (LoadAdapter)"
+    try:
+        with client.connect("inference") as channel:
+            inference_pb2_grpc.InferenceServiceStub(channel).LoadAdapter(
+                inference_pb2.LoadAdapterRequest(name=adapter), timeout=300
+            )
+    except grpc.RpcError as error:
+        return f"loading {adapter} into the inference service failed: {error.details()}"
+    return f"adapter {adapter} loaded into the inference service"
+
+
+def run(home: Path, job_id: str, notify: bool = False) -> int:
     from talklike.training.disk import ensure_free
     from talklike.training.peft_trainer import PeftTrainer
     from talklike.training.spec import JobSpec
@@ -70,6 +91,8 @@ def run(home: Path, job_id: str) -> int:
             store.set_state(job_id, "cancelled", "cancelled at the caller's request")
             return 0
         path = trainer.save_adapter(result, job_id)
+        if notify:
+            emit("log", notify_inference(spec.adapter_name))
         store.set_state(
             job_id,
             "succeeded",
@@ -94,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", required=True, type=Path)
     parser.add_argument("--job", required=True)
+    parser.add_argument(
+        "--notify-inference", action="store_true", help="load the adapter into the inference service"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     die_with_parent()
@@ -105,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         except BlockingIOError:
             print(f"job {args.job} is already being run by another worker", file=sys.stderr)
             return EXIT_LOCKED
-        return run(args.home.resolve(), args.job)
+        return run(args.home.resolve(), args.job, args.notify_inference)
 
 
 if __name__ == "__main__":
