@@ -1,0 +1,63 @@
+"""Held-out questions: chat JSONL lines whose last message is the persona's reference answer.
+
+Lines may carry the answer's ``style`` and ``topic`` beside ``messages`` (the generation
+service writes them), so the report can break results down by style. A bad line is reported
+with its number, never skipped silently: an evaluation on fewer questions than the file has
+would not be the evaluation the user asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from talklike.common.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class HeldoutItem:
+    """A question (the chat up to the user's turn) and the persona's reference answer."""
+
+    prompt: list[dict[str, str]]
+    reference: str
+    style: str = ""
+    topic: str = ""
+
+    @property
+    def question(self) -> str:
+        return self.prompt[-1]["content"]
+
+
+def read_heldout(path: Path, limit: int = 0) -> list[HeldoutItem]:
+    """All items of ``path`` (the first ``limit`` when given); InvalidArgument naming the line otherwise."""
+    if not path.is_file():
+        raise InvalidArgument(
+            "heldout", f"{path} does not exist; generate a dataset first (it writes heldout.jsonl)"
+        )
+    items: list[HeldoutItem] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InvalidArgument(
+                    "heldout", f"line {number} is not a chat example ({exc.__class__.__name__})"
+                ) from exc
+            if messages and messages[-1]["role"] == "assistant":
+                prompt, reference = messages[:-1], messages[-1]["content"]
+            else:
+                prompt, reference = messages, ""
+            if not prompt or prompt[-1]["role"] != "user":
+                raise InvalidArgument("heldout", f"line {number} has no user question before the answer")
+            items.append(
+                HeldoutItem(prompt, reference, str(record.get("style", "")), str(record.get("topic", "")))
+            )
+            if limit and len(items) >= limit:
+                break
+    if not items:
+        raise InvalidArgument("heldout", f"{path} has no questions")
+    return items

@@ -1,0 +1,42 @@
+"""The persona lexicon of a pack: what the benchmark counts as "talking like the persona".
+
+Catchphrases, every placeholder value, and the words the pack's language slips produce —
+the persona's own vocabulary. Read from the pack's files (format: services/generation/packs/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from talklike.common.errors import NotFound
+from talklike.evaluation.scoring import PersonaLexicon
+
+BUILTIN_PACKS = Path(__file__).resolve().parent.parent / "generation" / "packs"
+
+
+def pack_dir(name: str, home: Path) -> Path:
+    """A user pack under <home>/packs, else a built-in one."""
+    for base in (home / "packs", BUILTIN_PACKS):
+        if (base / name / "persona.yaml").is_file():
+            return base / name
+    raise NotFound("pack", name, "`talklike packs list` shows the packs")
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def lexicon_for_pack(directory: Path) -> PersonaLexicon:
+    persona = _yaml(directory / "persona.yaml") or {}
+    phrases: list[str] = list(persona.get("catchphrases") or [])
+    for values in ((_yaml(directory / "placeholders.yaml") or {}).get("placeholders") or {}).values():
+        phrases.extend(str(v) for v in values)
+    for slip in (_yaml(directory / "slips.yaml") or {}).get("slips") or []:
+        replacement = re.sub(r"\\\d|\\g<\w+>", " ", str(slip.get("replace", "")))
+        phrases.extend(p for p in re.split(r"[,.!?;:]", replacement) if p.strip())
+    return PersonaLexicon.build(
+        str(persona.get("signature", "")), str(persona.get("language", "cs")), phrases
+    )
