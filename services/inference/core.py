@@ -224,6 +224,10 @@ class InferenceCore:
             parts.append(event.text)
             if event.stop is not None:
                 final = event
+        if final.stop is StopReason.ERROR:
+            # A stream can end with STOP_REASON_ERROR after its deltas; a unary answer cut by an
+            # engine failure is no answer, so it fails (INTERNAL, with the request id in the log).
+            raise RuntimeError("generation failed in the inference backend; see the service log")
         return "".join(parts), final
 
     # -- scoring ------------------------------------------------------------------------

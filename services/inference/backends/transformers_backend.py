@@ -212,6 +212,7 @@ class TransformersBackend:
         import torch
 
         s: Sampling = row.request.sampling
+        logits = logits.clone()  # a normal tensor: the forward pass returned an inference-mode one
         if s.repetition_penalty != 1.0:
             seen = torch.tensor(sorted(set(row.request.prompt_ids) | set(row.generated)))
             values = logits[seen]

@@ -96,7 +96,9 @@ async def test_eval_writes_every_question_both_answers_and_scores(tmp_path: Path
     assert [r["question"] for r in rows] == QUESTIONS
     # A random tiny model may stop at once on a question, but every row has both sides scored.
     assert all(r["words_before"].isdigit() and r["words_after"].isdigit() for r in rows)
-    assert any(r["answer_before"] for r in rows) and any(r["answer_after"] for r in rows)
+    assert [r["answer_after"] for r in rows] != [
+        r["answer_before"] for r in rows
+    ]  # the adapter changes answers
     assert {r["style"] for r in rows} == {"emotivni", "ironie"}
     sheet = load_workbook(paths["xlsx"])["results"]
     assert sheet.max_row == len(QUESTIONS) + 1

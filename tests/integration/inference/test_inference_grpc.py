@@ -192,3 +192,24 @@ async def test_a_burst_over_capacity_is_refused_fast_and_the_admitted_finish(tin
     done = [o for o in outcomes if o in ("STOP_REASON_MAX_TOKENS", "STOP_REASON_EOS")]
     assert len(refused) + len(done) == 10, outcomes
     assert refused and len(done) >= 4
+
+
+async def test_seeded_sampling_is_reproducible_with_every_knob(service: RunningService) -> None:
+    stub = pb_grpc.InferenceServiceStub(service.channel())
+
+    async def sample(seed: int) -> str:
+        params = pb.SamplingParams(
+            max_new_tokens=20,
+            temperature=0.9,
+            top_p=0.9,
+            top_k=50,
+            repetition_penalty=1.2,
+            seed=seed,
+            stop_sequences=["zzz"],
+        )
+        reply = await stub.Generate(pb.GenerateRequest(prompt="Brusel", sampling=params))
+        assert reply.stop_reason in (pb.STOP_REASON_MAX_TOKENS, pb.STOP_REASON_EOS)
+        return reply.text
+
+    first, again, other = await asyncio.gather(sample(5), sample(5), sample(6))
+    assert first == again and first != other

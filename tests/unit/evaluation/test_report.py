@@ -20,7 +20,7 @@ def make_result() -> EvalResult:
     rows = []
     for i, (question, style) in enumerate(questions, start=1):
         before = "Inflation is a complex topic."
-        after = f"Kampaň! Brusel krade, já jsem makal jsem. ({i})\nAndrej Babiš"
+        after = f"Kampaň! Brusel krade, já jsem makal jsem. ({i})\x17\nAndrej Babiš"  # \x17: xlsx-illegal
         rows.append(
             EvalRow(
                 index=i,

@@ -1,0 +1,616 @@
+"""Persona packs: the on-disk format (``packs/README.md``), its loader and its validation.
+
+A pack is a directory of YAML files. Loading checks everything the generator relies on, so
+that generation itself never meets a surprise: every placeholder a text uses has a
+non-empty vocabulary, every style has templates and a question that fits any topic, slip
+rules compile, and no template carries the signature (the generator appends it). All
+problems are collected and reported together, each naming the file, the item id and what
+is wrong, because a pack author fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
+
+#: Built-in packs ship inside the package; user packs live under ``<home>/packs``.
+BUILTIN_PACKS_DIR = Path(__file__).resolve().parent / "packs"
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PLACEHOLDER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: ``{name}`` in a text; anything else in braces is a problem (literal braces are not supported).
+PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+ANY = "*"
+
+PACK_FILES = ("persona.yaml", "styles.yaml", "placeholders.yaml", "slips.yaml", "questions.yaml")
+
+
+@dataclass(frozen=True)
+class PackProblem:
+    """One thing wrong with a pack: where (file and item id) and what."""
+
+    file: str
+    item: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file} [{self.item}]" if self.item else self.file
+        return f"{where}: {self.problem}"
+
+
+class PackInvalid(FailedPrecondition):
+    """The pack exists but cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, name: str, problems: list[PackProblem]) -> None:
+        shown = "; ".join(str(p) for p in problems[:20])
+        more = f"; ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        plural = "s" if len(problems) != 1 else ""
+        super().__init__(f"pack {name!r} is invalid ({len(problems)} problem{plural}): {shown}{more}")
+        self.name = name
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Style:
+    """A way the persona talks (emotional outburst, irony...)."""
+
+    id: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text with ``{placeholder}`` slots, split once so filling it is a join.
+
+    ``parts`` alternates literal text (even indexes) and placeholder names (odd indexes),
+    as ``re.split`` with one group returns them.
+    """
+
+    raw: str
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: str) -> Text:
+        return cls(raw=raw, parts=tuple(PLACEHOLDER_RE.split(raw)))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Distinct placeholder names in order of first use."""
+        return tuple(dict.fromkeys(self.parts[1::2]))
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """The text with every placeholder replaced; KeyError if a value is missing."""
+        parts = list(self.parts)
+        for i in range(1, len(parts), 2):
+            parts[i] = values[parts[i]]
+        return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Template:
+    """One answer template: its style, its topic (``*`` = whatever fills the topic placeholder)."""
+
+    id: str
+    style: str
+    topic: str
+    text: Text
+    file: str
+
+
+@dataclass(frozen=True)
+class Slip:
+    """A deliberate language slip: the first match of ``find`` is replaced by ``replace``."""
+
+    id: str
+    description: str
+    find: re.Pattern[str]
+    replace: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A journalist's question template; fits ``topic`` (or any, ``*``) and the listed styles."""
+
+    id: str
+    topic: str
+    styles: tuple[str, ...]
+    text: Text
+
+    def fits(self, topic: str, style: str) -> bool:
+        """True when this question suits an answer about ``topic`` in ``style``."""
+        return (self.topic == ANY or self.topic == topic) and (ANY in self.styles or style in self.styles)
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A loaded, validated persona pack."""
+
+    name: str
+    display_name: str
+    language: str
+    signature: str
+    satire: bool
+    description: str
+    system_prompt: str
+    topic_placeholder: str
+    catchphrases: tuple[str, ...]
+    styles: tuple[Style, ...]
+    placeholders: dict[str, tuple[str, ...]]
+    templates: tuple[Template, ...]
+    slips: tuple[Slip, ...]
+    questions: tuple[Question, ...]
+    path: Path
+    source: str
+    #: sha256 over the pack's files, so a dataset's stats name exactly the pack it came from.
+    digest: str
+    templates_by_style: dict[str, tuple[Template, ...]] = field(default_factory=dict)
+
+    @property
+    def style_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.styles)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topic vocabulary (the values of the topic placeholder)."""
+        return self.placeholders[self.topic_placeholder]
+
+    def combinations(self) -> int:
+        """How many distinct answers the templates can produce before slips (an upper bound)."""
+        total = 0
+        for template in self.templates:
+            product = 1
+            for name in template.text.names:
+                if name == self.topic_placeholder and template.topic != ANY:
+                    continue
+                product *= len(self.placeholders[name])
+            total += product
+        return total
+
+    def counts(self) -> dict[str, int]:
+        """The numbers ``packs show --json`` and ListPacks report."""
+        return {
+            "templates": len(self.templates),
+            "styles": len(self.styles),
+            "placeholders": len(self.placeholders),
+            "placeholder_values": sum(len(v) for v in self.placeholders.values()),
+            "questions": len(self.questions),
+            "slips": len(self.slips),
+            "topics": len(self.topics),
+            "catchphrases": len(self.catchphrases),
+        }
+
+    def markers(self) -> list[str]:
+        """Phrases that identify the persona: catchphrases and placeholder values (for benchmarks)."""
+        seen: dict[str, None] = dict.fromkeys(self.catchphrases)
+        for values in self.placeholders.values():
+            seen.update(dict.fromkeys(values))
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """A pack directory found on disk, loaded or with the problems that stop it loading."""
+
+    name: str
+    path: Path
+    source: str
+    pack: Pack | None
+    problems: tuple[PackProblem, ...]
+
+
+def pack_dirs(home: Path | None) -> dict[str, tuple[Path, str]]:
+    """Every pack directory by name: built-in ones, then user ones under ``<home>/packs`` (which shadow)."""
+    found: dict[str, tuple[Path, str]] = {}
+    roots = [(BUILTIN_PACKS_DIR, "builtin")]
+    if home is not None:
+        roots.append((home / "packs", "user"))
+    for root, source in roots:
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and (child / "persona.yaml").is_file():
+                found[child.name] = (child, source)
+    return found
+
+
+_CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], Pack]] = {}
+
+
+def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
+    entries = []
+    for file in sorted(path.rglob("*.y*ml")):
+        stat = file.stat()
+        entries.append((str(file.relative_to(path)), stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)
+
+
+def load_pack(name: str, home: Path | None = None) -> Pack:
+    """The pack called ``name``: NotFound when no such directory, PackInvalid when it is broken.
+
+    Loaded packs are cached by their files' sizes and modification times, so repeated
+    requests do not re-parse hundreds of templates while an edited pack is re-read.
+    """
+    if not name or not NAME_RE.match(name):
+        raise InvalidArgument("pack", f"{name!r} is not a pack name (lower-case letters, digits, - and _)")
+    dirs = pack_dirs(home)
+    if name not in dirs:
+        known = ", ".join(sorted(dirs)) or "none"
+        raise NotFound("pack", name, f"known packs: {known}; user packs go under <home>/packs/{name}/")
+    path, source = dirs[name]
+    fingerprint = _fingerprint(path)
+    cached = _CACHE.get(path)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    pack = load_pack_dir(path, source)
+    _CACHE[path] = (fingerprint, pack)
+    return pack
+
+
+def list_packs(home: Path | None = None) -> list[PackEntry]:
+    """Every pack directory, each loaded or with its problems (a broken pack is still listed)."""
+    entries = []
+    for name, (path, source) in sorted(pack_dirs(home).items()):
+        try:
+            pack = load_pack(name, home)
+        except PackInvalid as error:
+            entries.append(PackEntry(name, path, source, None, tuple(error.problems)))
+        else:
+            entries.append(PackEntry(name, path, source, pack, ()))
+    return entries
+
+
+class _Checker:
+    """Collects problems while reading a pack directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[PackProblem] = []
+
+    def add(self, file: str, item: str, problem: str) -> None:
+        self.problems.append(PackProblem(file, item, problem))
+
+    def read(self, file: str, key: str | None) -> Any:
+        """The YAML document of ``file`` (or its ``key`` entry); None after recording a problem."""
+        target = self.path / file
+        if not target.is_file():
+            self.add(file, "", "file is missing")
+            return None
+        try:
+            document = yaml.load(target.read_text(encoding="utf-8"), Loader=_Loader)
+        except UnicodeDecodeError as error:
+            self.add(file, "", f"not valid UTF-8 ({error.reason} at byte {error.start})")
+            return None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            self.add(file, "", f"not valid YAML{where}: {getattr(error, 'problem', error)}")
+            return None
+        if key is None:
+            if not isinstance(document, dict):
+                self.add(file, "", "must be a mapping of keys to values")
+                return None
+            return document
+        if not isinstance(document, dict) or key not in document:
+            self.add(file, "", f"must have a top-level `{key}:` key")
+            return None
+        return document[key]
+
+    def text(
+        self, file: str, item: str, record: Mapping[str, Any], key: str, *, multiline: bool = True
+    ) -> str:
+        value = record.get(key)
+        if not isinstance(value, str) or not value.strip():
+            self.add(file, item, f"`{key}` must be a non-empty string")
+            return ""
+        if not multiline and "\n" in value.strip():
+            self.add(file, item, f"`{key}` must be one line")
+        return value.strip()
+
+    def records(self, file: str, items: Any, what: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(id, record)`` of a list of mappings with unique ids."""
+        if not isinstance(items, list) or not items:
+            if items is not None:
+                self.add(file, "", f"`{what}` must be a non-empty list")
+            return []
+        out: list[tuple[str, dict[str, Any]]] = []
+        for index, record in enumerate(items):
+            if not isinstance(record, dict):
+                self.add(file, f"#{index + 1}", f"each entry of `{what}` must be a mapping")
+                continue
+            raw_id = record.get("id")
+            item = str(raw_id) if raw_id is not None else f"#{index + 1}"
+            if not isinstance(raw_id, str) or not ID_RE.match(raw_id):
+                self.add(file, item, "`id` must be a string of letters, digits, '.', '_' or '-'")
+                continue
+            out.append((raw_id, record))
+        return out
+
+
+#: Safe YAML (no object construction), with libyaml's C parser when it is there: packs hold
+#: hundreds of templates and ListPacks parses every pack.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _text_problems(text: Text, known: Mapping[str, Any], signature: str, what: str) -> Iterable[str]:
+    for name in text.names:
+        if name not in known:
+            yield f"unknown placeholder {{{name}}} in `{what}` (declare it in placeholders.yaml)"
+    stripped = PLACEHOLDER_RE.sub("", text.raw)
+    if "{" in stripped or "}" in stripped:
+        yield f"stray brace in `{what}`: placeholders are written {{name}} and literal braces are not allowed"
+    if signature and signature.casefold() in text.raw.casefold():
+        yield f"`{what}` contains the signature {signature!r}; the generator appends it to every answer"
+
+
+def load_pack_dir(path: Path, source: str = "user") -> Pack:
+    """Read and validate the pack in ``path``; PackInvalid lists every problem found."""
+    check = _Checker(path)
+    name = path.name
+
+    persona = check.read("persona.yaml", None) or {}
+    if persona:
+        declared = persona.get("name")
+        if not isinstance(declared, str) or not NAME_RE.match(declared):
+            check.add("persona.yaml", "name", "`name` must be lower-case letters, digits, - and _")
+        elif declared != name:
+            check.add("persona.yaml", "name", f"`name` is {declared!r} but the directory is {name!r}")
+    display_name = (
+        check.text("persona.yaml", "display_name", persona, "display_name", multiline=False)
+        if persona
+        else ""
+    )
+    language = check.text("persona.yaml", "language", persona, "language", multiline=False) if persona else ""
+    if language and not LANGUAGE_RE.match(language):
+        check.add("persona.yaml", "language", f"`language` {language!r} is not a BCP 47 tag such as cs or en")
+    signature = (
+        check.text("persona.yaml", "signature", persona, "signature", multiline=False) if persona else ""
+    )
+    satire = persona.get("satire")
+    if persona and not isinstance(satire, bool):
+        check.add("persona.yaml", "satire", "`satire` must be true or false")
+    description = check.text("persona.yaml", "description", persona, "description") if persona else ""
+    system_prompt = check.text("persona.yaml", "system_prompt", persona, "system_prompt") if persona else ""
+    topic_placeholder = (
+        check.text("persona.yaml", "topic_placeholder", persona, "topic_placeholder", multiline=False)
+        if persona
+        else ""
+    )
+    raw_phrases = persona.get("catchphrases", []) if persona else []
+    catchphrases: tuple[str, ...] = ()
+    if not isinstance(raw_phrases, list) or not all(isinstance(p, str) and p.strip() for p in raw_phrases):
+        check.add("persona.yaml", "catchphrases", "`catchphrases` must be a list of non-empty strings")
+    else:
+        catchphrases = tuple(p.strip() for p in raw_phrases)
+
+    styles: list[Style] = []
+    for style_id, record in check.records("styles.yaml", check.read("styles.yaml", "styles"), "styles"):
+        if any(s.id == style_id for s in styles):
+            check.add("styles.yaml", style_id, "duplicate style id")
+            continue
+        styles.append(
+            Style(
+                style_id,
+                check.text("styles.yaml", style_id, record, "name", multiline=False),
+                check.text("styles.yaml", style_id, record, "description"),
+            )
+        )
+    style_ids = {s.id for s in styles}
+
+    placeholders: dict[str, tuple[str, ...]] = {}
+    raw_placeholders = check.read("placeholders.yaml", "placeholders")
+    if raw_placeholders is not None and not isinstance(raw_placeholders, dict):
+        check.add("placeholders.yaml", "", "`placeholders` must map each name to a list of values")
+    elif isinstance(raw_placeholders, dict):
+        for key, values in raw_placeholders.items():
+            pname = str(key)
+            if not PLACEHOLDER_NAME_RE.match(pname):
+                check.add("placeholders.yaml", pname, "placeholder names are letters, digits and _")
+                continue
+            if not isinstance(values, list) or not values:
+                check.add("placeholders.yaml", pname, "empty vocabulary: give a non-empty list of values")
+                continue
+            clean: list[str] = []
+            for value in values:
+                if not isinstance(value, str) or not value.strip():
+                    check.add("placeholders.yaml", pname, f"value {value!r} must be a non-empty string")
+                elif "{" in value or "}" in value:
+                    check.add("placeholders.yaml", pname, f"value {value!r} contains a brace (no nesting)")
+                elif "\n" in value.strip():
+                    check.add("placeholders.yaml", pname, f"value {value!r} must be one line")
+                elif value.strip() in clean:
+                    check.add("placeholders.yaml", pname, f"duplicate value {value.strip()!r}")
+                else:
+                    clean.append(value.strip())
+            if clean:
+                placeholders[pname] = tuple(clean)
+    if topic_placeholder and raw_placeholders is not None and topic_placeholder not in placeholders:
+        check.add(
+            "persona.yaml",
+            "topic_placeholder",
+            f"topic placeholder {{{topic_placeholder}}} has no vocabulary in placeholders.yaml",
+        )
+    topics = set(placeholders.get(topic_placeholder, ()))
+
+    templates: list[Template] = []
+    template_dir = path / "templates"
+    template_files = sorted(template_dir.glob("*.yaml")) if template_dir.is_dir() else []
+    if not template_files:
+        check.add("templates/", "", "no templates: add templates/<style_id>.yaml files")
+    seen_ids: set[str] = set()
+    for file_path in template_files:
+        file = f"templates/{file_path.name}"
+        for template_id, record in check.records(file, check.read(file, "templates"), "templates"):
+            if template_id in seen_ids:
+                check.add(file, template_id, "duplicate template id (ids are unique in the whole pack)")
+                continue
+            seen_ids.add(template_id)
+            style = record.get("style")
+            if style not in style_ids:
+                check.add(file, template_id, f"style {style!r} is not declared in styles.yaml")
+                continue
+            topic = record.get("topic")
+            raw_text = check.text(file, template_id, record, "text")
+            if not raw_text:
+                continue
+            text = Text.parse(raw_text)
+            for problem in _text_problems(text, placeholders if raw_placeholders else {}, signature, "text"):
+                check.add(file, template_id, problem)
+            if not isinstance(topic, str) or not topic.strip():
+                check.add(file, template_id, '`topic` must be "*" or a value of the topic placeholder')
+                continue
+            if topic == ANY:
+                if topic_placeholder and topic_placeholder not in text.names:
+                    check.add(
+                        file,
+                        template_id,
+                        f'topic "*" needs {{{topic_placeholder}}} in the text (or name the fixed topic)',
+                    )
+            elif topics and topic not in topics:
+                check.add(
+                    file,
+                    template_id,
+                    f"topic {topic!r} is not a value of {{{topic_placeholder}}} in placeholders.yaml",
+                )
+            templates.append(Template(template_id, str(style), topic, text, file))
+    by_style = {s: tuple(t for t in templates if t.style == s) for s in style_ids}
+    for style_id in sorted(style_ids):
+        if template_files and not by_style[style_id]:
+            check.add("templates/", style_id, "style has no templates (styles are mixed evenly)")
+
+    slips: list[Slip] = []
+    for slip_id, record in check.records("slips.yaml", check.read("slips.yaml", "slips") or [], "slips"):
+        if any(s.id == slip_id for s in slips):
+            check.add("slips.yaml", slip_id, "duplicate slip id")
+            continue
+        find, replace = record.get("find"), record.get("replace")
+        if not isinstance(find, str) or not find:
+            check.add("slips.yaml", slip_id, "`find` must be a non-empty regular expression")
+            continue
+        if not isinstance(replace, str):
+            check.add("slips.yaml", slip_id, "`replace` must be a string (it may be empty)")
+            continue
+        try:
+            pattern = re.compile(find)
+            pattern.sub(replace, "")  # checks group references in the replacement
+        except re.error as error:
+            check.add("slips.yaml", slip_id, f"bad regular expression or replacement: {error}")
+            continue
+        description = record.get("description")
+        slips.append(Slip(slip_id, str(description or ""), pattern, replace))
+
+    questions: list[Question] = []
+    raw_questions = check.read("questions.yaml", "questions")
+    for question_id, record in check.records("questions.yaml", raw_questions, "questions"):
+        if any(q.id == question_id for q in questions):
+            check.add("questions.yaml", question_id, "duplicate question id")
+            continue
+        topic = record.get("topic")
+        raw_styles = record.get("styles")
+        if (
+            not isinstance(raw_styles, list)
+            or not raw_styles
+            or not all(isinstance(s, str) for s in raw_styles)
+        ):
+            check.add("questions.yaml", question_id, '`styles` must be a list of style ids or ["*"]')
+            continue
+        unknown = [s for s in raw_styles if s != ANY and s not in style_ids]
+        if unknown:
+            check.add("questions.yaml", question_id, f"styles {unknown} are not declared in styles.yaml")
+        if not isinstance(topic, str) or not topic.strip():
+            check.add(
+                "questions.yaml", question_id, '`topic` must be "*" or a value of the topic placeholder'
+            )
+            continue
+        if topic != ANY and topics and topic not in topics:
+            check.add(
+                "questions.yaml",
+                question_id,
+                f"topic {topic!r} is not a value of {{{topic_placeholder}}} in placeholders.yaml",
+            )
+        raw_text = check.text("questions.yaml", question_id, record, "text")
+        if not raw_text:
+            continue
+        text = Text.parse(raw_text)
+        for problem in _text_problems(text, placeholders if raw_placeholders else {}, signature, "text"):
+            check.add("questions.yaml", question_id, problem)
+        questions.append(Question(question_id, topic, tuple(raw_styles), text))
+    if questions:
+        for style_id in sorted(style_ids):
+            if not any(q.topic == ANY and (ANY in q.styles or style_id in q.styles) for q in questions):
+                check.add(
+                    "questions.yaml",
+                    style_id,
+                    'style has no question with topic "*", so some answers would get no question',
+                )
+
+    if check.problems:
+        raise PackInvalid(name, check.problems)
+    digest = hashlib.sha256()
+    for file_path in sorted(path.rglob("*.yaml")):
+        digest.update(str(file_path.relative_to(path)).encode())
+        digest.update(file_path.read_bytes())
+    return Pack(
+        name=name,
+        display_name=display_name,
+        language=language,
+        signature=signature,
+        satire=bool(satire),
+        description=description,
+        system_prompt=system_prompt,
+        topic_placeholder=topic_placeholder,
+        catchphrases=catchphrases,
+        styles=tuple(styles),
+        placeholders=placeholders,
+        templates=tuple(templates),
+        slips=tuple(slips),
+        questions=tuple(questions),
+        path=path,
+        source=source,
+        digest=digest.hexdigest(),
+        templates_by_style=by_style,
+    )
+
+
+def saturating(value: int, limit: int = 2**63 - 1) -> int:
+    """``value`` capped at ``limit`` (combination counts overflow any integer field quickly)."""
+    return min(value, limit)
+
+
+def describe(pack: Pack) -> dict[str, Any]:
+    """The pack as ``packs show --json`` prints it: metadata, counts, styles and topics."""
+    counts = pack.counts()
+    per_style = {s.id: len(pack.templates_by_style.get(s.id, ())) for s in pack.styles}
+    combos = pack.combinations()
+    return {
+        "name": pack.name,
+        "display_name": pack.display_name,
+        "language": pack.language,
+        "signature": pack.signature,
+        "satire": pack.satire,
+        "description": pack.description,
+        "source": pack.source,
+        "path": str(pack.path),
+        "digest": pack.digest,
+        **counts,
+        "combinations": saturating(combos),
+        "combinations_log10": round(math.log10(combos), 2) if combos else 0.0,
+        "styles_detail": [
+            {"id": s.id, "name": s.name, "description": s.description, "templates": per_style[s.id]}
+            for s in pack.styles
+        ],
+        "placeholders_detail": {name: len(values) for name, values in pack.placeholders.items()},
+        "topic_placeholder": pack.topic_placeholder,
+        "topics_list": list(pack.topics),
+        "catchphrases_list": list(pack.catchphrases),
+    }
