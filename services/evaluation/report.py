@@ -105,7 +105,7 @@ def write_xlsx(result: EvalResult, path: Path) -> None:
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    def cell(value: Any) -> Any:
+    def safe(value: Any) -> Any:
         # Model output can hold control characters that the xlsx format forbids: show them as "?".
         return ILLEGAL_CHARACTERS_RE.sub("?", value) if isinstance(value, str) else value
 
@@ -115,7 +115,7 @@ def write_xlsx(result: EvalResult, path: Path) -> None:
     sheet.title = "results"
     sheet.append([name for name, _ in COLUMNS])
     for row in result.rows:
-        sheet.append([cell(get(row)) for _, get in COLUMNS])
+        sheet.append([safe(get(row)) for _, get in COLUMNS])
     header_fill = PatternFill("solid", fgColor="DDDDDD")
     for cell in sheet[1]:
         cell.font = Font(bold=True)
