@@ -126,8 +126,7 @@ class TransformersBackend:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if self.settings.batch_wait_ms:
-                await asyncio.sleep(self.settings.batch_wait_ms / 1000)
+            await self._gather_company()
             while self._pending:
                 wave = self._pending[: self.settings.max_concurrency]
                 del self._pending[: len(wave)]
@@ -140,6 +139,23 @@ class TransformersBackend:
                     log.exception("generation batch failed")
                     for row in wave:
                         row.send(Chunk(stop=StopReason.ERROR))
+
+    async def _gather_company(self) -> None:
+        """Wait while requests keep arriving (up to 4 × batch_wait_ms), so a burst lands in one batch.
+
+        Concurrent clients' requests reach the server spread over a few milliseconds; a fixed
+        short wait would split them into waves that run one after another.
+        """
+        wait_s = self.settings.batch_wait_ms / 1000
+        if not wait_s:
+            return
+        deadline = time.monotonic() + 4 * wait_s
+        seen = -1
+        while len(self._pending) != seen and len(self._pending) < self.settings.max_concurrency:
+            seen = len(self._pending)
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(wait_s)
 
     def _run_wave(self, rows: list[_Row]) -> None:
         """Decode a batch to the end (runs in a worker thread)."""
