@@ -161,22 +161,33 @@ class JobStore:
         return self.get(job_id)
 
     def set_state(self, job_id: str, state: str, message: str, **fields: Any) -> JobRecord:
-        """Change state and record it as an event, in that order."""
-        job = self.update(job_id, state=state, **fields)
-        self.add_event(job_id, "error" if state == "failed" else "state", state, message)
-        return job
+        """Change state and record it as an event in one transaction, so no reader sees one without the other."""
+        fields.update(state=state, updated_at=time.time())
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", [*fields.values(), job_id])
+            self._insert_event(db, job_id, "error" if state == "failed" else "state", state, message, {})
+            db.execute("COMMIT")
+        return self.get(job_id)
 
     def add_event(self, job_id: str, kind: str, state: str, message: str, **data: Any) -> None:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)
-            ).fetchone()[0]
-            db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, seq, time.time(), kind, state, message, json.dumps(data)),
-            )
+            self._insert_event(db, job_id, kind, state, message, data)
             db.execute("COMMIT")
+
+    @staticmethod
+    def _insert_event(
+        db: sqlite3.Connection, job_id: str, kind: str, state: str, message: str, data: dict[str, Any]
+    ) -> None:
+        seq = db.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)
+        ).fetchone()[0]
+        db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job_id, seq, time.time(), kind, state, message, json.dumps(data)),
+        )
 
     def events(self, job_id: str, after: int = 0) -> list[EventRecord]:
         with self._connect() as db:
