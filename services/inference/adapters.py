@@ -41,7 +41,7 @@ def locate(store: Path, name: str, path: str) -> Path:
     directory = resolve_in_home(store, path or name, "path")
     if directory == store.resolve():
         raise InvalidArgument("path", "must name an adapter directory inside the adapter store")
-    if not (directory / "adapter_config.json").exists():
+    if not (directory / "adapter_config.json").exists() and not (directory / MANIFEST).exists():
         raise NotFound(
             "adapter", path or name, f"no adapter_config.json in {directory}; train it first (talklike train)"
         )

@@ -157,13 +157,13 @@ class InferenceCore:
             self.metrics.queue_depth.set(self.admission.queued)
             self.metrics.active.inc()
             try:
-                async for event in self._generate(ids, adapter, sampling, time_limit_ms):
+                async for event in self._generate(ids, adapter, sampling, time_limit_ms, prompt):
                     yield event
             finally:
                 self.metrics.active.dec()
 
     async def _generate(
-        self, ids: list[int], adapter: str, sampling: Sampling, time_limit_ms: int
+        self, ids: list[int], adapter: str, sampling: Sampling, time_limit_ms: int, prompt: Prompt
     ) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter()
         request = GenerationRequest(
@@ -172,6 +172,7 @@ class InferenceCore:
             adapter=adapter,
             sampling=sampling,
             time_limit_s=time_limit_ms / 1000 if time_limit_ms else None,
+            prompt=prompt,
         )
         text = TextAssembler(self.backend.decode, sampling.stop_sequences)
         completion = 0
@@ -180,11 +181,13 @@ class InferenceCore:
         chunks = self.backend.generate(request)
         try:
             async for chunk in chunks:
-                if chunk.token_ids and not first_token_at:
+                if chunk.tokens and not first_token_at:
                     first_token_at = time.perf_counter()
                     self.metrics.ttft.labels(adapter).observe(first_token_at - started)
-                completion += len(chunk.token_ids)
-                delta, hit = text.add_ids(chunk.token_ids)
+                completion += chunk.tokens
+                delta, hit = (
+                    text.add_ids(chunk.token_ids) if chunk.text is None else text.add_text(chunk.text)
+                )
                 if hit:
                     stop = StopReason.STOP_SEQUENCE
                     if delta:

@@ -55,14 +55,25 @@ class GenerationRequest:
     adapter: str
     sampling: Sampling
     time_limit_s: float | None = None
+    #: The prompt itself, for backends that take text rather than token ids (OpenAI).
+    prompt: Prompt | None = None
 
 
 @dataclass
 class Chunk:
-    """A step of a generation: new token ids (and, once finished, the stop reason)."""
+    """A step of a generation: new token ids (and, once finished, the stop reason).
+
+    Backends that only see text (OpenAI) set ``text`` and count tokens in ``token_count``.
+    """
 
     token_ids: list[int] = field(default_factory=list)
     stop: StopReason | None = None
+    text: str | None = None
+    token_count: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids) if self.text is None else self.token_count
 
 
 @dataclass(frozen=True)
