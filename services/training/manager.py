@@ -120,7 +120,12 @@ class JobManager:
             spec = JobSpec.from_dict(job.spec)
             try:
                 if job.backend == "openai":
-                    summary = "validated for OpenAI fine-tuning"
+                    from talklike.training.openai_backend import validate_openai_file
+
+                    count = await asyncio.to_thread(
+                        validate_openai_file, self.home / spec.dataset_path, "training"
+                    )
+                    summary = f"{count} examples pass OpenAI's chat fine-tuning format rules"
                 else:
                     summary = await asyncio.to_thread(validate_job, self.home, spec)
             except JobError as exc:
