@@ -45,6 +45,11 @@ class _Row:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
 
 
+def _deliver(outbox: list[tuple[_Row, Chunk]]) -> None:
+    for row, chunk in outbox:
+        row.queue.put_nowait(chunk)
+
+
 class TransformersBackend:
     """transformers + PEFT on CPU (or any torch device)."""
 
@@ -115,6 +120,10 @@ class TransformersBackend:
         try:
             while True:
                 chunk = await row.queue.get()
+                while chunk.stop is None and not row.queue.empty():
+                    # A slow reader gets what piled up in one piece: fewer messages, same tokens.
+                    following = row.queue.get_nowait()
+                    chunk = Chunk(token_ids=chunk.token_ids + following.token_ids, stop=following.stop)
                 yield chunk
                 if chunk.stop is not None:
                     return
@@ -196,6 +205,7 @@ class TransformersBackend:
             logits = out.logits[:, -1, :].float()
             keep: list[int] = []
             next_tokens: list[int] = []
+            outbox: list[tuple[_Row, Chunk]] = []
             now = time.monotonic()
             for i, row in enumerate(active):
                 if row.cancelled.is_set():
@@ -209,10 +219,12 @@ class TransformersBackend:
                     stop = StopReason.MAX_TOKENS
                 elif row.deadline is not None and now >= row.deadline:
                     stop = StopReason.TIME_LIMIT
-                row.send(Chunk(token_ids=[] if stop is StopReason.EOS else [token], stop=stop))
+                outbox.append((row, Chunk(token_ids=[] if stop is StopReason.EOS else [token], stop=stop)))
                 if stop is None:
                     keep.append(i)
                     next_tokens.append(token)
+            if outbox:  # one wake-up of the event loop per step, not one per row
+                outbox[0][0].loop.call_soon_threadsafe(_deliver, outbox)
             if len(keep) < len(active):
                 if not keep:
                     return
