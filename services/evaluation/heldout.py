@@ -1,7 +1,9 @@
 """Held-out questions: chat JSONL lines whose last message is the persona's reference answer.
 
-Lines may carry the answer's ``style`` and ``topic`` beside ``messages`` (the generation
-service writes them), so the report can break results down by style. A bad line is reported
+Lines may carry the answer's ``style`` and ``topic`` beside ``messages``, and the reference
+answer either as the last (assistant) message or as ``reference`` (the generation service
+writes the question's chat and the reference beside it), so the report can break results
+down by style. A bad line is reported
 with its number, never skipped silently: an evaluation on fewer questions than the file has
 would not be the evaluation the user asked for.
 """
@@ -49,8 +51,8 @@ def read_heldout(path: Path, limit: int = 0) -> list[HeldoutItem]:
                 ) from exc
             if messages and messages[-1]["role"] == "assistant":
                 prompt, reference = messages[:-1], messages[-1]["content"]
-            else:
-                prompt, reference = messages, ""
+            else:  # the generation service's heldout.jsonl: the question's chat, the answer beside it
+                prompt, reference = messages, str(record.get("reference", ""))
             if not prompt or prompt[-1]["role"] != "user":
                 raise InvalidArgument("heldout", f"line {number} has no user question before the answer")
             items.append(
