@@ -165,17 +165,17 @@ class Pack:
         """The topic vocabulary (the values of the topic placeholder)."""
         return self.placeholders[self.topic_placeholder]
 
+    def template_capacity(self, template: Template) -> int:
+        """Distinct fillings of ``template`` (a fixed topic counts as one value)."""
+        product = 1
+        for name in template.text.names:
+            if not (name == self.topic_placeholder and template.topic != ANY):
+                product *= len(self.placeholders[name])
+        return product
+
     def combinations(self) -> int:
         """How many distinct answers the templates can produce before slips (an upper bound)."""
-        total = 0
-        for template in self.templates:
-            product = 1
-            for name in template.text.names:
-                if name == self.topic_placeholder and template.topic != ANY:
-                    continue
-                product *= len(self.placeholders[name])
-            total += product
-        return total
+        return sum(self.template_capacity(t) for t in self.templates)
 
     def counts(self) -> dict[str, int]:
         """The numbers ``packs show --json`` and ListPacks report."""
@@ -506,8 +506,7 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
         except re.error as error:
             check.add("slips.yaml", slip_id, f"bad regular expression or replacement: {error}")
             continue
-        description = record.get("description")
-        slips.append(Slip(slip_id, str(description or ""), pattern, replace))
+        slips.append(Slip(slip_id, str(record.get("description") or ""), pattern, replace))
 
     questions: list[Question] = []
     raw_questions = check.read("questions.yaml", "questions")

@@ -1,0 +1,246 @@
+"""talklike.v1.GenerationService: proto ↔ domain translation over ``GenerationCore``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from talklike.common.service import ServiceBinding
+from talklike.generation import tokens
+from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRequest, Source
+from talklike.generation.dataset import DatasetResult
+from talklike.generation.packs import PackEntry, describe
+from talklike.generation.settings import GenerationSettings
+from talklike.v1 import common_pb2
+from talklike.v1 import generation_pb2 as pb
+from talklike.v1 import generation_pb2_grpc as pb_grpc
+
+
+def pack_pb(entry: PackEntry) -> pb.PackSummary:
+    summary = pb.PackSummary(name=entry.name, source=entry.source, path=str(entry.path))
+    if entry.pack is None:
+        summary.problems.extend(str(p) for p in entry.problems)
+        return summary
+    info = describe(entry.pack)
+    summary.display_name = info["display_name"]
+    summary.language = info["language"]
+    summary.signature = info["signature"]
+    summary.satire = info["satire"]
+    summary.description = info["description"]
+    summary.template_count = info["templates"]
+    summary.style_count = info["styles"]
+    summary.placeholder_count = info["placeholders"]
+    summary.question_count = info["questions"]
+    summary.slip_count = info["slips"]
+    summary.combination_count = info["combinations"]
+    summary.digest = info["digest"]
+    summary.styles.extend(
+        pb.PackStyle(id=s["id"], name=s["name"], description=s["description"], template_count=s["templates"])
+        for s in info["styles_detail"]
+    )
+    return summary
+
+
+def token_stats_pb(stats: tokens.TokenStats) -> pb.TokenStats:
+    return pb.TokenStats(
+        encoding=stats.encoding,
+        example_count=stats.examples,
+        total_tokens=stats.total,
+        min_tokens=stats.minimum,
+        max_tokens=stats.maximum,
+        mean_tokens=stats.mean,
+        p50_tokens=stats.p50,
+        p95_tokens=stats.p95,
+    )
+
+
+def summary_pb(result: DatasetResult, stats_json: str) -> pb.DatasetSummary:
+    stats = result.stats
+    all_tokens = stats["tokens"]["all"]
+    return pb.DatasetSummary(
+        out_dir=str(result.out_dir),
+        files=[
+            pb.DatasetFile(name=name, path=str(path), size_bytes=size, line_count=lines)
+            for name, (path, size, lines) in result.files.items()
+        ],
+        count=stats["count"],
+        styles=stats["styles"],
+        language_error_rate=stats["language_error_rate"],
+        templates_used=stats["templates_used"],
+        train_count=stats["split"]["train"],
+        val_count=stats["split"]["val"],
+        heldout_count=stats["split"]["heldout"],
+        duplicates_removed=sum(stats["duplicates_removed"].values()),
+        llm_question_count=stats["questions"]["from_llm"],
+        template_question_count=stats["questions"]["from_templates"],
+        tokens=token_stats_pb(
+            tokens.TokenStats(
+                encoding=all_tokens["encoding"],
+                examples=all_tokens["examples"],
+                total=all_tokens["total"],
+                minimum=all_tokens["min"],
+                maximum=all_tokens["max"],
+                mean=all_tokens["mean"],
+                p50=all_tokens["p50"],
+                p95=all_tokens["p95"],
+            )
+        ),
+        stats_json=stats_json,
+        elapsed_ms=int(result.elapsed_s * 1000),
+    )
+
+
+def source_of(request: pb.ValidateDatasetRequest | pb.EstimateCostRequest, name: str = "") -> Source:
+    which = request.WhichOneof("source")
+    if which == "content":
+        return Source(content=request.content, name=name)
+    return Source(path=request.path if which == "path" else "", name=name)
+
+
+class GenerationServicer(pb_grpc.GenerationServiceServicer):
+    """Thin: every decision is in GenerationCore and the modules under it."""
+
+    def __init__(self, core: GenerationCore) -> None:
+        self.core = core
+        self.runs = 0
+        self.examples = 0
+
+    async def ListPacks(self, request: pb.ListPacksRequest, context: Any) -> pb.ListPacksResponse:
+        entries = await asyncio.to_thread(self.core.packs)
+        return pb.ListPacksResponse(packs=[pack_pb(e) for e in entries])
+
+    async def GenerateDataset(
+        self, request: pb.GenerateDatasetRequest, context: Any
+    ) -> AsyncIterator[pb.GenerateDatasetResponse]:
+        llm = None
+        if request.question_mode == pb.QUESTION_MODE_LLM:
+            llm = LlmRequest(
+                base_url=request.llm.base_url,
+                model=request.llm.model,
+                temperature=request.llm.temperature if request.llm.HasField("temperature") else None,
+                batch_size=request.llm.batch_size,
+            )
+        builder = self.core.prepare(
+            pack=request.pack,
+            count=request.count,
+            seed=request.seed,
+            out=request.out,
+            batch_size=request.batch_size if request.HasField("batch_size") else None,
+            slip_probability=request.slip_probability if request.HasField("slip_probability") else None,
+            val_fraction=request.val_fraction if request.HasField("val_fraction") else None,
+            heldout_count=request.heldout_count if request.HasField("heldout_count") else None,
+            llm=llm,
+        )
+        started = time.monotonic()
+        queue: asyncio.Queue[pb.GenerateDatasetResponse] = asyncio.Queue()
+
+        async def on_progress(stage: str, done: int, total: int) -> None:
+            elapsed_ms = int((time.monotonic() - started) * 1000)
+            progress = common_pb2.Progress(stage=stage, done=done, total=total, elapsed_ms=elapsed_ms)
+            queue.put_nowait(pb.GenerateDatasetResponse(progress=progress))
+            await asyncio.sleep(0)  # let the stream send it
+
+        task = asyncio.create_task(builder.run(on_progress))
+        try:
+            while not task.done() or not queue.empty():
+                if not queue.empty():
+                    yield queue.get_nowait()
+                    continue
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            result = task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+        self.runs += 1
+        self.examples += result.stats["count"]
+        stats_json = (result.out_dir / "stats.json").read_text(encoding="utf-8")
+        yield pb.GenerateDatasetResponse(summary=summary_pb(result, stats_json))
+
+    async def ValidateDataset(
+        self, request: pb.ValidateDatasetRequest, context: Any
+    ) -> pb.ValidateDatasetResponse:
+        source = source_of(request, request.file_name)
+        result = await asyncio.to_thread(self.core.validate, source, request.out, request.model)
+        report = result.report
+        limit = request.max_problems or DEFAULT_MAX_PROBLEMS
+        problems = report.problems
+        return pb.ValidateDatasetResponse(
+            line_count=report.lines,
+            valid_count=len(report.valid),
+            invalid_count=len(report.bad),
+            problems=[
+                common_pb2.LineProblem(line_number=p.line_number, reason=p.reason, field_path=p.field_path)
+                for p in problems[:limit]
+            ],
+            problems_omitted=max(0, len(problems) - limit),
+            valid_path=str(result.paths["valid"]),
+            invalid_path=str(result.paths["invalid"]),
+            report_path=str(result.paths["report"]),
+            meets_minimum_examples=report.meets_minimum,
+            warnings=report.warnings,
+            tokens=token_stats_pb(result.token_stats),
+        )
+
+    async def EstimateCost(self, request: pb.EstimateCostRequest, context: Any) -> pb.EstimateCostResponse:
+        result = await asyncio.to_thread(
+            self.core.estimate, source_of(request), request.model, request.epochs
+        )
+        est = result.estimate
+        return pb.EstimateCostResponse(
+            model=est.model,
+            price_entry=est.price.model,
+            price_source=result.price_source,
+            training_usd_per_million_tokens=est.price.training_usd_per_million,
+            example_token_limit=est.price.example_token_limit,
+            tokens=token_stats_pb(est.tokens),
+            invalid_line_count=result.invalid_lines,
+            examples_over_limit=est.examples_over_limit,
+            billed_tokens_per_epoch=est.billed_tokens_per_epoch,
+            epochs=est.epochs,
+            epochs_defaulted=est.epochs_defaulted,
+            billed_tokens=est.billed_tokens,
+            cost_usd=est.cost_usd,
+        )
+
+
+class GenerationCollector(Collector):
+    """Runs and examples generated since the service started."""
+
+    def __init__(self, servicer: GenerationServicer) -> None:
+        self.servicer = servicer
+
+    def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily("talklike_generation_runs", "Datasets generated.", value=self.servicer.runs)
+        yield CounterMetricFamily(
+            "talklike_generation_examples", "Examples written to datasets.", value=self.servicer.examples
+        )
+
+
+def create_service(settings: GenerationSettings) -> ServiceBinding:
+    """The generation service's binding for the shared server runtime."""
+    core = GenerationCore(settings)
+    servicer = GenerationServicer(core)
+
+    def register(server: grpc.aio.Server) -> None:
+        pb_grpc.add_GenerationServiceServicer_to_server(servicer, server)
+
+    async def preload_tokenizer() -> None:
+        # The token table takes ~0.4 s to build; do it before readiness, not in the first request.
+        await asyncio.to_thread(tokens.encoding_for, settings.token_model)
+
+    return ServiceBinding(
+        full_name=settings.full_name,
+        register=register,
+        on_start=[preload_tokenizer],
+        collectors=[GenerationCollector(servicer)],
+    )
