@@ -19,7 +19,15 @@ app = typer.Typer(
 )
 
 #: Modules under talklike.cli that add commands; each defines ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("stack", "disk", "generation", "training", "inference", "evaluation")
+COMMAND_MODULES: tuple[str, ...] = (
+    "stack",
+    "disk",
+    "generation",
+    "training",
+    "inference",
+    "evaluation",
+    "pipeline",
+)
 
 for _module in COMMAND_MODULES:
     importlib.import_module(f"talklike.cli.{_module}").register(app)

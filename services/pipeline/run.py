@@ -1,0 +1,167 @@
+"""``talklike pipeline run``: every stage through its service, resumable, one progress display."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from talklike.common.client import connect
+from talklike.pipeline.stages import StageFailed, StageRunner
+from talklike.v1 import training_pb2, training_pb2_grpc
+
+Progress = Callable[[str, int, int, str], None]  # stage, done, total, detail
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the stages depend on (it is part of their fingerprints)."""
+
+    pack: str = "babis"
+    base_model: str = "smollm2"
+    count: int = 600
+    seed: int = 42
+    max_steps: int = 120
+    learning_rate: float = 3e-4
+    batch_size: int = 4
+    max_sequence_tokens: int = 128
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    eval_questions: int = 24
+    max_new_tokens: int = 64
+    adapter: str = ""
+
+    @property
+    def adapter_name(self) -> str:
+        return self.adapter or f"{self.pack}-{self.base_model.replace('/', '-').replace('.', '-')}"[:64]
+
+
+def generate_stage(config: PipelineConfig, home: Path, out: Path, progress: Progress) -> dict[str, Any]:
+    """The persona dataset, through GenerationService.GenerateDataset."""
+    from talklike.v1 import generation_pb2, generation_pb2_grpc
+
+    stub = generation_pb2_grpc.GenerationServiceStub(connect("generation"))
+    request = generation_pb2.GenerateDatasetRequest(
+        pack=config.pack, count=config.count, seed=config.seed, out=f"pipeline-{out.name}"
+    )
+    summary = None
+    for message in stub.GenerateDataset(request, timeout=600):
+        if message.HasField("progress"):
+            p = message.progress
+            progress("generate", int(p.done), int(p.total), p.stage)
+        else:
+            summary = message.summary
+    if summary is None:
+        raise StageFailed("generate", "the generation service ended without a summary")
+    directory = Path(summary.out_dir)
+    directory = directory if directory.is_absolute() else home / directory
+    return {
+        "dataset_path": str(directory),
+        "train_path": str(directory / "train.jsonl"),
+        "heldout_path": str(directory / "heldout.jsonl"),
+        "count": int(summary.count),
+    }
+
+
+def train_stage(config: PipelineConfig, home: Path, train_path: Path, progress: Progress) -> dict[str, Any]:
+    """Create the LoRA job and follow it to the end through StreamJobEvents."""
+    stub = training_pb2_grpc.TrainingServiceStub(connect("training"))
+    request = training_pb2.CreateJobRequest(
+        dataset_path=str(train_path.relative_to(home)),
+        backend=training_pb2.TRAINING_BACKEND_PEFT,
+        base_model=config.base_model,
+        adapter_name=config.adapter_name,
+        hyperparameters=training_pb2.Hyperparameters(
+            max_steps=config.max_steps,
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size,
+            max_sequence_tokens=config.max_sequence_tokens,
+            lora_r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            eval_interval_steps=max(10, config.max_steps // 4),
+            seed=config.seed,
+        ),
+    )
+    job = stub.CreateJob(request, timeout=60).job
+    for event in stub.StreamJobEvents(training_pb2.StreamJobEventsRequest(job_id=job.id)):
+        detail = f"loss {event.train_loss:.3f}" if event.kind == "step" else event.message[:60]
+        progress("train", event.step, event.total_steps or config.max_steps, detail)
+    job = stub.GetJob(training_pb2.GetJobRequest(job_id=job.id), timeout=30).job
+    if job.state != training_pb2.JOB_STATE_SUCCEEDED:
+        raise StageFailed(
+            "train", f"job {job.id} {training_pb2.JobState.Name(job.state)}: {job.error_message}"
+        )
+    return {"job_id": job.id, "adapter": config.adapter_name, "adapter_path": str(home / job.adapter_path)}
+
+
+def load_stage(adapter: str) -> dict[str, Any]:
+    """Make sure the inference service serves the adapter (the training worker loads it when it can)."""
+    from talklike.inference.client import InferenceClient
+
+    client = InferenceClient()
+    try:
+        if adapter not in {a.name for a in client.models().adapters}:
+            client.load_adapter(adapter)
+        return {"adapter": adapter}
+    finally:
+        client.close()
+
+
+def eval_stage(
+    config: PipelineConfig, home: Path, heldout: Path, out: Path, progress: Progress
+) -> dict[str, Any]:
+    """The before/after benchmark and the report."""
+    from talklike.evaluation.heldout import read_heldout
+    from talklike.evaluation.lexicon import lexicon_for_pack, pack_dir
+    from talklike.evaluation.runner import EvalSettings, run_eval
+    from talklike.inference.client import InferenceClient
+
+    items = read_heldout(heldout, config.eval_questions)
+    lexicon = lexicon_for_pack(pack_dir(config.pack, home))
+    done = [0]
+    total = len(items) * 4
+
+    def advance(n: int) -> None:
+        done[0] += n
+        progress("eval", done[0], total, "answers before and after, perplexity")
+
+    client = InferenceClient()
+    try:
+        run = f"{config.adapter_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        result, paths = run_eval(
+            client,
+            items,
+            config.adapter_name,
+            lexicon,
+            out / "report",
+            run,
+            EvalSettings(max_new_tokens=config.max_new_tokens, seed=config.seed),
+            None,
+            advance,
+        )
+    finally:
+        client.close()
+    return {
+        "report_path": str(paths["html"]),
+        "xlsx_path": str(paths["xlsx"]),
+        "signature_rate": [result.before.signature_rate, result.after.signature_rate],
+        "marker_rate": [result.before.marker_rate, result.after.marker_rate],
+        "perplexity": [result.perplexity_before, result.perplexity_after],
+    }
+
+
+def config_inputs(config: PipelineConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+__all__ = [
+    "PipelineConfig",
+    "StageFailed",
+    "StageRunner",
+    "eval_stage",
+    "generate_stage",
+    "load_stage",
+    "train_stage",
+]
