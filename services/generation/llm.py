@@ -215,15 +215,33 @@ class LlmQuestionWriter:
         gate = asyncio.Semaphore(max(1, self.config.concurrency))
         results: list[list[str | None]] = [[] for _ in batches]
 
+        failed = False
+
         async def run(index: int) -> None:
+            nonlocal failed
             async with gate:
-                results[index] = await self._batch(client, index, batches[index])
+                if failed:  # a refused key or an unknown model fails every batch alike: send no more
+                    return
+                try:
+                    results[index] = await self._batch(client, index, batches[index])
+                except BaseException:
+                    failed = True
+                    raise
             if on_batch is not None:
                 await on_batch(len(batches[index]))
 
+        tasks = [asyncio.create_task(run(i)) for i in range(len(batches))]
         try:
-            await asyncio.gather(*(run(i) for i in range(len(batches))))
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            error = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
+            if error is not None:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                raise error
         finally:
+            for task in tasks:
+                task.cancel()
             await client.close()
         out = [q for batch in results for q in batch]
         self.stats.questions += sum(1 for q in out if q is not None)
