@@ -63,7 +63,7 @@ def talklike(*args: str, env: dict[str, str], timeout_s: float = 300) -> subproc
 
 #: The services that exist so far; `talklike up --only` them. Once all five exist, the test runs
 #: plain `talklike up` (no --only) over the whole registry.
-STACK_SERVICES = ["training", "inference", "disk-agent"]
+STACK_SERVICES = ["generation", "training", "inference", "disk-agent"]
 
 
 @pytest.mark.slow
