@@ -6,6 +6,7 @@ paths inside the data home, and runs the domain modules. The servicer only trans
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talklike.common.errors import InvalidArgument, NotFound
+from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from talklike.common.paths import resolve_in_home
 from talklike.generation import tokens
 from talklike.generation.dataset import (
@@ -22,7 +23,10 @@ from talklike.generation.dataset import (
     DEFAULT_SLIP_PROBABILITY,
     DEFAULT_VAL_FRACTION,
     DatasetBuilder,
+    DatasetResult,
     DatasetSpec,
+    ProgressCallback,
+    check_replaceable,
     resolve_out,
     validate_numbers,
 )
@@ -84,6 +88,8 @@ class GenerationCore:
     """What the RPCs do."""
 
     settings: GenerationSettings
+    #: Output directories being written by a run now; a second run into one is refused.
+    busy: set[Path] = field(default_factory=set)
 
     @property
     def home(self) -> Path:
@@ -114,6 +120,7 @@ class GenerationCore:
         llm_config = self._llm_config(llm) if llm is not None else None
         loaded = load_pack(pack, self.home)
         out_dir = resolve_out(self.home, out, f"{loaded.name}-{count}-s{seed}")
+        check_replaceable(out_dir)  # refuse before the work, not after it
         spec = DatasetSpec(
             pack=loaded,
             count=count,
@@ -127,6 +134,18 @@ class GenerationCore:
             token_model=self.settings.token_model,
         )
         return DatasetBuilder(spec, cache_dir=self.home / "cache" / "llm")
+
+    def start(self, builder: DatasetBuilder, on_progress: ProgressCallback) -> asyncio.Task[DatasetResult]:
+        """Start a prepared run as a task; one run at a time per output directory (checked now)."""
+        out_dir = builder.spec.out_dir
+        if out_dir in self.busy:
+            raise FailedPrecondition(
+                f"another run is writing {out_dir} right now; wait for it or choose another out"
+            )
+        self.busy.add(out_dir)
+        task = asyncio.create_task(builder.run(on_progress))
+        task.add_done_callback(lambda _: self.busy.discard(out_dir))
+        return task
 
     def _llm_config(self, llm: LlmRequest) -> LlmConfig:
         s = self.settings

@@ -145,7 +145,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             queue.put_nowait(pb.GenerateDatasetResponse(progress=progress))
             await asyncio.sleep(0)  # let the stream send it
 
-        task = asyncio.create_task(builder.run(on_progress))
+        task = self.core.start(builder, on_progress)
         try:
             while not task.done() or not queue.empty():
                 if not queue.empty():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -112,6 +113,21 @@ async def test_a_foreign_directory_is_not_overwritten(service: Service) -> None:
         await generate(stub, pack="puffington", count=5, out="mine")
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert (mine / "notes.txt").read_text() == "keep"
+
+
+async def test_two_runs_into_one_directory_at_once_are_refused(service: Service) -> None:
+    _srv, stub, home = service
+    results = await asyncio.gather(
+        generate(stub, pack="puffington", count=3000, out="same", batch_size=50),
+        generate(stub, pack="puffington", count=3000, out="same", batch_size=50),
+        return_exceptions=True,
+    )
+    failures = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(failures) == 1 and failures[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "another run is writing" in (failures[0].details() or "")
+    assert len((home / "datasets" / "same" / "all.jsonl").read_text().splitlines()) == 3000
+    # once the first is done, the directory can be written again
+    assert (await generate(stub, pack="puffington", count=10, out="same"))[-1].summary.count == 10
 
 
 async def test_validate_quarantines_bad_lines_and_keeps_the_rest(service: Service) -> None:
