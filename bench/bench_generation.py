@@ -41,28 +41,25 @@ COUNT = 3000
 PAIRS_COUNT = 3000
 
 
-async def grpc_runs(home: Path, pack: str, repeats: int) -> list[float]:
+async def both_runs(home: Path, pack: Pack, repeats: int) -> tuple[list[float], list[float]]:
+    """(gRPC times, in-process times), interleaved so both see the same machine load."""
     settings = GenerationSettings(home=home, port=0, metrics_port=0)
-    times = []
+    remote: list[float] = []
+    local: list[float] = []
     async with running_service(create_service(settings), settings) as srv:
         stub = pb_grpc.GenerationServiceStub(srv.channel())
         for i in range(repeats):
-            request = pb.GenerateDatasetRequest(pack=pack, count=COUNT, seed=i, out=f"bench-grpc-{i}")
+            spec = DatasetSpec(pack=pack, count=COUNT, seed=i, out_dir=home / "datasets" / f"bench-local-{i}")
+            started = time.perf_counter()
+            await DatasetBuilder(spec).run()
+            local.append(time.perf_counter() - started)
+
+            request = pb.GenerateDatasetRequest(pack=pack.name, count=COUNT, seed=i, out=f"bench-grpc-{i}")
             started = time.perf_counter()
             events = [event async for event in stub.GenerateDataset(request)]
-            times.append(time.perf_counter() - started)
+            remote.append(time.perf_counter() - started)
             assert events[-1].summary.count == COUNT
-    return times
-
-
-def in_process_runs(home: Path, pack: Pack, repeats: int) -> list[float]:
-    times = []
-    for i in range(repeats):
-        spec = DatasetSpec(pack=pack, count=COUNT, seed=i, out_dir=home / "datasets" / f"bench-local-{i}")
-        started = time.perf_counter()
-        asyncio.run(DatasetBuilder(spec).run())
-        times.append(time.perf_counter() - started)
-    return times
+    return remote, local
 
 
 def pairs_per_second(pack: Pack, count: int, seed: int) -> float:
@@ -105,8 +102,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        local = in_process_runs(home, pack, args.repeats)
-        remote = asyncio.run(grpc_runs(home, pack.name, args.repeats))
+        remote, local = asyncio.run(both_runs(home, pack, args.repeats))
     best_remote, best_local = min(remote), min(local)
     print(
         f"{COUNT:,} pairs generated and written through gRPC: best {best_remote:.3f} s, "

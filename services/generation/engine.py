@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from talklike.common.errors import FailedPrecondition
-from talklike.generation.dedupe import DuplicateIndex
+from talklike.generation.dedupe import DuplicateIndex, keys_of_translated, translate
 from talklike.generation.packs import ANY, PLACEHOLDER_RE, Pack, Template
 
 #: How many candidates one slot may reject (as duplicates) before the pack counts as exhausted.
@@ -123,6 +123,7 @@ class AnswerGenerator:
         self.kept: dict[str, int] = {}
         #: Final texts (slips included) of the answers kept, for the last exact check.
         self.texts: set[str] = set()
+        self._folded: dict[str, str] = {}
         self.vocab = pack.placeholders
         self.topic_name = pack.topic_placeholder
         self.suffix = "\n" + pack.signature
@@ -147,6 +148,15 @@ class AnswerGenerator:
 
     def fill(self, template: Template) -> tuple[str, dict[str, str]]:
         """The template's text with random values, and the values used (the topic included)."""
+        body, _translated, values = self._fill(template)
+        return body, values
+
+    def _fill(self, template: Template) -> tuple[str, str, dict[str, str]]:
+        """(text, its folded characters for the duplicate keys, values).
+
+        The folded form is joined from folded parts memoised per literal and per value, which
+        is exact because folding works character by character (``dedupe.translate``).
+        """
         values: dict[str, str] = {}
         random_ = self.rng.random  # one C call per value: several times faster than choice()
         for name in template.text.names:
@@ -156,7 +166,17 @@ class AnswerGenerator:
             values[self.topic_name] = template.topic
         elif self.topic_name not in values:  # pragma: no cover - the loader refuses such templates
             values[self.topic_name] = self.rng.choice(self.vocab[self.topic_name])
-        return template.text.fill(values), values
+        parts = list(template.text.parts)
+        folded = list(parts)
+        memo = self._folded
+        for i, part in enumerate(parts):
+            if i % 2:
+                parts[i] = part = values[part]
+            cached = memo.get(part)
+            if cached is None:
+                cached = memo[part] = translate(part)
+            folded[i] = cached
+        return "".join(parts), "".join(folded), values
 
     def _slot(self, slot: int, style: str, slip: bool, label_prefix: str) -> Answer:
         deck = self.decks[style]
@@ -164,10 +184,11 @@ class AnswerGenerator:
             template = deck.draw()
             if template is None:
                 break
-            body, values = self.fill(template)
+            body, translated, values = self._fill(template)
             # Duplicates are judged on the answer before its slip (an answer and the same answer
             # with a slip are duplicates), so a rejected candidate costs no slip regexes.
-            reason, keys = self.index.check(body)
+            keys = keys_of_translated(translated)
+            reason = self.index.check_keys(body, keys)
             slip_id = ""
             text = body + self.suffix
             if not reason:

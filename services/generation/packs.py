@@ -79,15 +79,13 @@ class Text:
 
     raw: str
     parts: tuple[str, ...]
+    #: Distinct placeholder names in order of first use.
+    names: tuple[str, ...]
 
     @classmethod
     def parse(cls, raw: str) -> Text:
-        return cls(raw=raw, parts=tuple(PLACEHOLDER_RE.split(raw)))
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Distinct placeholder names in order of first use."""
-        return tuple(dict.fromkeys(self.parts[1::2]))
+        parts = tuple(PLACEHOLDER_RE.split(raw))
+        return cls(raw=raw, parts=parts, names=tuple(dict.fromkeys(parts[1::2])))
 
     def fill(self, values: Mapping[str, str]) -> str:
         """The text with every placeholder replaced; KeyError if a value is missing."""
