@@ -24,7 +24,7 @@ from talklike.training.worker import EXIT_LOCKED
 log = logging.getLogger(__name__)
 
 
-def validate_job(home: Path, spec: JobSpec) -> str:
+def validate_job(home: Path, spec: JobSpec, check_disk: bool = True) -> str:
     """The validating_files checks that need the data and the model (run in a thread).
 
     Returns a summary line. The model is built on the meta device: only its module names and
@@ -40,11 +40,11 @@ def validate_job(home: Path, spec: JobSpec) -> str:
     train = read_examples(home / spec.dataset_path)
     if len(train) < 1:
         raise JobError("invalid_file", "the training set is empty")
-    resolved = resolve(
-        spec.base_model,
-        home / "models",
-        before_write=lambda n: notes.append(ensure_free(n, "the base model")),
-    )
+
+    def ask_disk_agent(required_bytes: int) -> None:
+        notes.append(ensure_free(required_bytes, "the base model"))
+
+    resolved = resolve(spec.base_model, home / "models", before_write=ask_disk_agent if check_disk else None)
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved.path))
@@ -127,7 +127,9 @@ class JobManager:
                     )
                     summary = f"{count} examples pass OpenAI's chat fine-tuning format rules"
                 else:
-                    summary = await asyncio.to_thread(validate_job, self.home, spec)
+                    summary = await asyncio.to_thread(
+                        validate_job, self.home, spec, self.settings.use_disk_agent
+                    )
             except JobError as exc:
                 self.store.set_state(
                     job_id, "failed", exc.message, error_code=exc.code, error_message=exc.message
@@ -209,6 +211,7 @@ class JobManager:
                 "--job",
                 job.id,
                 *(["--notify-inference"] if self.settings.notify_inference else []),
+                *(["--check-disk"] if self.settings.use_disk_agent else []),
                 stdout=log_file,
                 stderr=log_file,
             )

@@ -53,7 +53,7 @@ def notify_inference(adapter: str) -> str:
     return f"adapter {adapter} loaded into the inference service"
 
 
-def run(home: Path, job_id: str, notify: bool = False) -> int:
+def run(home: Path, job_id: str, notify: bool = False, check_disk: bool = False) -> int:
     from talklike.training.disk import ensure_free
     from talklike.training.peft_trainer import PeftTrainer
     from talklike.training.spec import JobSpec
@@ -78,10 +78,13 @@ def run(home: Path, job_id: str, notify: bool = False) -> int:
     store.set_state(job_id, "running", "resuming after a restart" if resumed else "training started")
     trainer = PeftTrainer(spec, home, job_dir, emit, should_stop)
     try:
-        model, tokenizer, train, val = trainer.prepare(
-            before_write=lambda n: emit("log", ensure_free(n, "the base model"))
-        )
-        emit("log", ensure_free(TRAINING_SCRATCH_BYTES, "training"))
+
+        def ask_disk_agent(required_bytes: int) -> None:
+            emit("log", ensure_free(required_bytes, "the base model"))
+
+        model, tokenizer, train, val = trainer.prepare(before_write=ask_disk_agent if check_disk else None)
+        if check_disk:
+            emit("log", ensure_free(TRAINING_SCRATCH_BYTES, "training"))
         emit(
             "log",
             f"{len(train)} training and {len(val)} validation examples; LoRA on {', '.join(trainer.targets)}",
@@ -120,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--notify-inference", action="store_true", help="load the adapter into the inference service"
     )
+    parser.add_argument(
+        "--check-disk", action="store_true", help="ask the disk agent for room before writing"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     die_with_parent()
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         except BlockingIOError:
             print(f"job {args.job} is already being run by another worker", file=sys.stderr)
             return EXIT_LOCKED
-        return run(args.home.resolve(), args.job, args.notify_inference)
+        return run(args.home.resolve(), args.job, args.notify_inference, args.check_disk)
 
 
 if __name__ == "__main__":

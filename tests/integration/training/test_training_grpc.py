@@ -207,3 +207,41 @@ def test_a_killed_service_resumes_the_job_from_its_checkpoint(persona_home: Path
     assert len(resumed) == 1 and resumed[0].step in (40, 60)
     steps = [e.step for e in events if e.kind == "step"]
     assert steps[-1] == 200 and steps.count(200) == 1
+
+
+async def test_merged_export_is_a_loadable_model(persona_home: Path) -> None:
+    settings = settings_for(persona_home)
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.TrainingServiceStub(srv.channel())
+        request = job_request(max_steps=5)
+        request.export_merged = True
+        job = (await stub.CreateJob(request)).job
+        done = await wait_finished(stub, job.id, 120)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error_message
+    merged = persona_home / "adapters" / "persona" / "merged"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert AutoTokenizer.from_pretrained(merged).chat_template and not hasattr(model, "peft_config")
+
+
+async def test_no_disk_room_fails_the_job_before_any_work(
+    persona_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real disk agent on a simulated full volume refuses; the job fails at validating_files, nothing is written."""
+    from talklike.disk_agent.servicer import create_service as disk_service
+    from talklike.disk_agent.settings import DiskAgentSettings
+
+    disk_settings = DiskAgentSettings(home=persona_home, port=0, metrics_port=0, capacity_bytes=1024)
+    async with running_service(disk_service(disk_settings), disk_settings) as disk:
+        monkeypatch.setenv("TALKLIKE_DISK_AGENT_ADDRESS", disk.address)
+        settings = settings_for(persona_home).model_copy(update={"use_disk_agent": True})
+        async with running_service(create_service(settings), settings) as srv:
+            stub = pb_grpc.TrainingServiceStub(srv.channel())
+            job = (await stub.CreateJob(job_request())).job
+            failed = await wait_finished(stub, job.id, 120)
+    assert failed.state == pb.JOB_STATE_FAILED and failed.error_code == "insufficient_disk"
+    assert "short by" in failed.error_message
+    models = persona_home / "models"
+    assert not [p for p in models.iterdir() if not p.name.startswith(".")] if models.exists() else True
+    assert not (persona_home / "adapters").exists() and not (persona_home / "jobs" / job.id).exists()
