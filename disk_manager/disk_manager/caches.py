@@ -19,6 +19,8 @@ from disk_manager.usage import tree_stats
 EVICTABLE_KINDS = ("hf", "models", "torch")
 CLEANUP_KINDS = ("pip", "conda", "hf-stale")
 TEMP_MARKERS = (".incomplete", ".tmp", ".partial", ".lock-write")
+#: Part of the name an entry is renamed to just before it is deleted: no longer an entry.
+EVICTING_MARK = ".evicting-"
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,11 @@ def scan_models(root: Path) -> Iterator[CacheEntry]:
     if not root.is_dir():
         return
     for child in sorted(root.iterdir()):
-        if child.name in {"hf", ".locks", ".disk_manager"} or not child.is_dir():
+        if (
+            child.name in {"hf", ".locks", ".disk_manager"}
+            or EVICTING_MARK in child.name
+            or not child.is_dir()
+        ):
             continue
         yield _dir_entry("models", child.name, child, root / ".locks" / f"{child.name}.lock")
 
@@ -179,12 +185,12 @@ def scan_torch(torch_home: Path) -> Iterator[CacheEntry]:
     checkpoints = torch_home / "hub" / "checkpoints"
     if checkpoints.is_dir():
         for path in sorted(checkpoints.iterdir()):
-            if path.is_file():
+            if path.is_file() and EVICTING_MARK not in path.name:
                 yield _dir_entry("torch", f"checkpoints/{path.name}", path, None)
     hub = torch_home / "hub"
     if hub.is_dir():
         for path in sorted(hub.iterdir()):
-            if path.is_dir() and path.name != "checkpoints":
+            if path.is_dir() and path.name != "checkpoints" and EVICTING_MARK not in path.name:
                 yield _dir_entry("torch", path.name, path, None)
 
 

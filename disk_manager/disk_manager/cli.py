@@ -47,13 +47,8 @@ def build_manager(args: argparse.Namespace) -> DiskManager:
 
 def print_removal(removal: Removal) -> None:
     verb = "would free" if removal.dry_run else "freed"
-    rows = [
-        (
-            getattr(item, "key", item),
-            human(getattr(item, "size_bytes", 0)) if hasattr(item, "size_bytes") else "",
-        )
-        for item in removal.removed
-    ]
+    sizes = {e.key: human(e.size_bytes) for e in removal.evicted}
+    rows = [(item, sizes.get(item, "")) for item in removal.removed]
     if rows:
         print_table(["removed" if not removal.dry_run else "would remove", "size"], rows)
     print(f"{verb} {human(removal.freed_bytes)} ({removal.freed_bytes} bytes)")

@@ -13,14 +13,15 @@ import os
 import re
 import shutil
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from disk_manager import caches, migrate
-from disk_manager.caches import CLEANUP_KINDS, CacheEntry, CacheLocations
-from disk_manager.errors import InsufficientSpace, InvalidSize, OutsideManagedRoots
+from disk_manager.caches import CLEANUP_KINDS, EVICTING_MARK, CacheEntry, CacheLocations
+from disk_manager.errors import InsufficientSpace, InvalidSize, MigrationError, OutsideManagedRoots
 from disk_manager.state import Lease, StateStore
 from disk_manager.usage import VolumeUsage, Watermarks, measure, tree_size
 
@@ -45,11 +46,18 @@ class DiskReport:
 
 @dataclass(frozen=True)
 class Removal:
-    """What a cleanup or an eviction removed (or, in a dry run, would remove)."""
+    """What a cleanup or an eviction removed (or, in a dry run, would remove).
+
+    ``removed`` names everything in removal order (entry keys for an eviction, e.g.
+    ``models:smollm2``; ``pip:/path``, ``conda:/path/x.tar.bz2``, ``hf-revision:<hash>`` for a
+    cleanup); ``evicted`` holds the evicted entries themselves, with their sizes; ``blocked``
+    the entries an eviction had to skip, with the reason.
+    """
 
     freed_bytes: int
-    removed: list[CacheEntry | str]
+    removed: list[str]
     dry_run: bool
+    evicted: list[CacheEntry] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
 
 
@@ -129,8 +137,14 @@ class DiskManager:
         self.state.touch(key)
 
     def pin(self, key: str, ttl_s: float = 3600.0, holder: str = "") -> Lease:
-        """Protect an entry from eviction for ``ttl_s`` seconds."""
-        return self.state.pin(key, ttl_s, holder or f"pid-{os.getpid()}")
+        """Protect an entry from eviction for ``ttl_s`` seconds.
+
+        Taken under the eviction lock: a pin requested while an eviction (or a migration) is
+        under way waits for it to finish, so an entry is never deleted after its pin was
+        granted. Pin first, then check that the entry is (still) there and use it.
+        """
+        with self._exclusive():
+            return self.state.pin(key, ttl_s, holder or f"pid-{os.getpid()}")
 
     def unpin(self, lease_id: str) -> bool:
         """Release a pin; False when it was not held."""
@@ -147,7 +161,7 @@ class DiskManager:
         unknown = sorted(set(kinds) - set(CLEANUP_KINDS))
         if unknown:
             raise ValueError(f"unknown cleanup kinds {unknown}; known: {list(CLEANUP_KINDS)}")
-        removed: list[CacheEntry | str] = []
+        removed: list[str] = []
         freed = 0
         with self._exclusive():
             if "pip" in kinds and self.locations.pip and self.locations.pip.is_dir():
@@ -171,7 +185,7 @@ class DiskManager:
                 removed.extend(stale)
         return Removal(freed_bytes=freed, removed=removed, dry_run=dry_run)
 
-    def _stale_hf_revisions(self, dry_run: bool) -> tuple[int, list[CacheEntry | str]]:
+    def _stale_hf_revisions(self, dry_run: bool) -> tuple[int, list[str]]:
         from huggingface_hub import scan_cache_dir
 
         assert self.locations.hf_hub is not None
@@ -208,6 +222,12 @@ class DiskManager:
             return self._evict(need, need, 0, dry_run)
 
     def _evict(self, need: int, requested: int, free: int, dry_run: bool) -> Removal:
+        """Plan LRU victims worth ``need`` bytes, refuse when it cannot be met, else delete them.
+
+        Runs under ``_exclusive``, so the pins read here cannot change before the deletions.
+        """
+        if not dry_run:
+            self._sweep_evicting_leftovers()
         pinned = self.state.pinned_keys()
         victims: list[CacheEntry] = []
         blocked: list[str] = []
@@ -227,9 +247,27 @@ class DiskManager:
             raise InsufficientSpace(volume, requested, free + freed, blocked)
         if not dry_run:
             for entry in victims:
-                shutil.rmtree(entry.path) if entry.path.is_dir() else entry.path.unlink()
+                remove_entry_path(entry.path)
                 self.state.forget(entry.key)
-        return Removal(freed_bytes=freed, removed=list(victims), dry_run=dry_run, blocked=blocked)
+        return Removal(
+            freed_bytes=freed,
+            removed=[e.key for e in victims],
+            dry_run=dry_run,
+            evicted=victims,
+            blocked=blocked,
+        )
+
+    def _sweep_evicting_leftovers(self) -> None:
+        """Finish deleting what an eviction that crashed mid-way had already set aside."""
+        loc = self.locations
+        parents = [loc.models, loc.hf_hub]
+        if loc.torch is not None:
+            parents += [loc.torch / "hub", loc.torch / "hub" / "checkpoints"]
+        for parent in parents:
+            if parent is None or not parent.is_dir():
+                continue
+            for leftover in parent.glob(f".*{EVICTING_MARK}*"):
+                _delete(leftover, ignore_errors=True)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -268,8 +306,43 @@ class DiskManager:
 
         Copy, verify, switch (a symlink at the old place and the environment variables),
         then delete the local copy; a failure before the switch leaves the old cache in use.
+        Runs under the eviction lock (no eviction, cleanup or pin meanwhile, so no pin is
+        written into the copy being left behind) and refuses while an entry's lock is held:
+        a download or conversion writing into the old place would lose its work.
         """
-        return migrate.migrate_caches(self.locations, Path(target), dry_run=dry_run)
+        with self._exclusive():
+            if not dry_run:
+                busy = [e.key for e in self.entries() if e.locked]
+                if busy:
+                    raise MigrationError(
+                        f"entries are being written ({', '.join(busy[:5])}); wait for those downloads "
+                        "or conversions to finish, then migrate; nothing was moved"
+                    )
+            return migrate.migrate_caches(self.locations, Path(target), dry_run=dry_run)
+
+
+def remove_entry_path(path: Path) -> None:
+    """Delete an entry so that it is either whole or gone under its own name.
+
+    ``rmtree`` deletes file by file: a crash (or a permission error) half-way would leave a
+    directory with its config but not all its weights, which a loader takes for a model.
+    Renaming it aside first (atomic, same directory) means the name disappears at once; the
+    renamed remains are deleted next, or swept by the next eviction if this process dies.
+    """
+    doomed = path.with_name(f".{path.name}{EVICTING_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    path.rename(doomed)
+    _delete(doomed)
+
+
+def _delete(path: Path, ignore_errors: bool = False) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            if not ignore_errors:
+                raise
 
 
 def validate_size(value: int, field_name: str) -> None:

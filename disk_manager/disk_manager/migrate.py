@@ -51,6 +51,11 @@ def _manifest(root: Path) -> dict[str, int]:
     return out
 
 
+def _differences(a: dict[str, int], b: dict[str, int]) -> list[str]:
+    """Relative paths present in one manifest only, or with different sizes."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def _migrate_one(kind: str, src: Path, dest: Path, dry_run: bool, result: MigrationResult) -> None:
     if src.is_symlink():
         result.skipped[kind] = f"already a link to {os.readlink(src)}"
@@ -71,9 +76,17 @@ def _migrate_one(kind: str, src: Path, dest: Path, dry_run: bool, result: Migrat
         shutil.copytree(src, staging, symlinks=True, copy_function=copy_file)
         copied = _manifest(staging)
         if copied != expected:
-            missing = sorted(set(expected) - set(copied))[:3]
+            differ = _differences(expected, copied)
             raise MigrationError(
-                f"verification of {kind} failed: {len(missing)} files differ, e.g. {missing}"
+                f"verification of the {kind} copy failed: {len(differ)} files differ, e.g. {differ[:3]}; "
+                "the old cache is untouched"
+            )
+        now = _manifest(src)
+        if now != expected:
+            differ = _differences(expected, now)
+            raise MigrationError(
+                f"the {kind} cache changed while it was copied ({len(differ)} files, e.g. {differ[:3]}): "
+                "something is writing to it; the old cache is untouched — retry when it is idle"
             )
         staging.rename(dest)
     except Exception as exc:

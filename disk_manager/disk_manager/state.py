@@ -54,12 +54,12 @@ class StateStore:
 
     def _read(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             data = {}
         data.setdefault("leases", {})
         data.setdefault("last_used", {})
-        return data  # type: ignore[no-any-return]
+        return data
 
     def _write(self, state: dict[str, Any]) -> None:
         tmp = self.path.with_name(f".state.{os.getpid()}.tmp")

@@ -61,6 +61,11 @@ class VolumeUsage:
         return max(self.used_fraction, self.inodes_used_fraction) > self.watermarks.high
 
     @property
+    def above_low(self) -> bool:
+        """Fuller than eviction aims for: bytes or inodes above the low watermark."""
+        return max(self.used_fraction, self.inodes_used_fraction) > self.watermarks.low
+
+    @property
     def bytes_to_low_watermark(self) -> int:
         """Bytes to free to get down to the low watermark (0 when already below it)."""
         target_used = int(self.total_bytes * self.watermarks.low)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,7 +13,16 @@ from pathlib import Path
 import pytest
 from cachetrees import KIB, make_hf_repo, make_model
 
-from disk_manager import CacheLocations, DiskManager, InsufficientSpace, InvalidSize, OutsideManagedRoots
+from disk_manager import (
+    CacheLocations,
+    DiskManager,
+    InsufficientSpace,
+    InvalidSize,
+    Lease,
+    OutsideManagedRoots,
+    Removal,
+)
+from disk_manager import manager as manager_module
 
 NOW = time.time()
 
@@ -31,7 +43,7 @@ def test_evicts_least_recently_used_first_until_the_request_is_met(models_dir: P
 
     removal = dm.ensure_free(150 * KIB)
 
-    assert [e.key for e in removal.removed] == ["hf:models--org--older-than-all", "models:oldest"]
+    assert removal.removed == ["hf:models--org--older-than-all", "models:oldest"]
     assert sorted(p.name for p in models_dir.iterdir() if p.name not in {"hf", ".disk_manager"}) == [
         "middle",
         "newest",
@@ -47,7 +59,7 @@ def test_dry_run_plans_but_deletes_nothing(models_dir: Path) -> None:
     make_model(models_dir, "a", 100 * KIB, NOW - 100)
     dm = manager(models_dir, capacity=used_probe(models_dir))
     removal = dm.ensure_free(50 * KIB, dry_run=True)
-    assert [e.key for e in removal.removed] == ["models:a"] and removal.dry_run
+    assert removal.removed == ["models:a"] and removal.dry_run
     assert (models_dir / "a").exists()
 
 
@@ -56,7 +68,7 @@ def test_recorded_use_beats_file_times(models_dir: Path) -> None:
     make_model(models_dir, "recent", 100 * KIB, NOW - 100)
     dm = manager(models_dir, capacity=used_probe(models_dir))
     dm.touch("models:old-but-just-used")
-    assert [e.key for e in dm.ensure_free(50 * KIB).removed] == ["models:recent"]
+    assert dm.ensure_free(50 * KIB).removed == ["models:recent"]
 
 
 def test_pinned_entries_are_kept_and_an_impossible_request_states_the_shortfall(models_dir: Path) -> None:
@@ -72,7 +84,7 @@ def test_pinned_entries_are_kept_and_an_impossible_request_states_the_shortfall(
     assert (models_dir / "pinned").exists() and (models_dir / "free").exists()  # nothing deleted
 
     removal = dm.ensure_free(60 * KIB)
-    assert [e.key for e in removal.removed] == ["models:free"]
+    assert removal.removed == ["models:free"]
 
 
 def test_pins_expire(models_dir: Path) -> None:
@@ -82,7 +94,7 @@ def test_pins_expire(models_dir: Path) -> None:
     assert dm.state.pinned_keys() == {"models:a"}
     assert dm.state.pinned_keys(now=lease.expires_at + 0.01) == set()
     time.sleep(0.25)
-    assert [e.key for e in dm.ensure_free(10 * KIB).removed] == ["models:a"]
+    assert dm.ensure_free(10 * KIB).removed == ["models:a"]
 
 
 def test_unpin_releases(models_dir: Path) -> None:
@@ -105,7 +117,7 @@ def test_downloads_in_progress_and_locked_entries_are_never_touched(models_dir: 
     with open(lock_path) as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         removal = dm.ensure_free(50 * KIB)
-        assert [e.key for e in removal.removed] == ["models:idle"]
+        assert removal.removed == ["models:idle"]
         assert set(removal.blocked) == {
             "hf:models--org--downloading (in progress)",
             "models:converting (locked)",
@@ -117,7 +129,7 @@ def test_concurrent_requests_never_delete_an_entry_twice(models_dir: Path) -> No
     for i in range(6):
         make_model(models_dir, f"m{i}", 50 * KIB, NOW - 1000 + i)
     dm = manager(models_dir, capacity=used_probe(models_dir))
-    results: list[object] = []
+    results: list[Removal] = []
     errors: list[BaseException] = []
 
     def request() -> None:
@@ -132,7 +144,7 @@ def test_concurrent_requests_never_delete_an_entry_twice(models_dir: Path) -> No
     for t in threads:
         t.join()
     assert not errors
-    removed = [e.key for r in results for e in r.removed]  # type: ignore[attr-defined]
+    removed = [key for r in results for key in r.removed]
     assert len(removed) == len(set(removed)) == 3  # the first caller frees enough for all
     assert removed == ["models:m0", "models:m1", "models:m2"]
 
@@ -159,3 +171,81 @@ def test_prepare_for_model_uses_the_cache_or_the_name(models_dir: Path) -> None:
     assert info.value.requested_bytes == int(1.5e9 * 2 * 1.1)
     with pytest.raises(InvalidSize, match="pass the size"):
         dm.prepare_for_model("org/mystery-model")
+
+
+def test_an_eviction_cut_short_never_leaves_half_a_model_under_its_name(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_model(models_dir, "old", 100 * KIB, NOW - 1000)
+    make_model(models_dir, "new", 100 * KIB, NOW - 10)
+    dm = manager(models_dir, capacity=used_probe(models_dir))
+
+    def crash(path: Path, ignore_errors: bool = False) -> None:
+        (path / "config.json").unlink()  # got part of the way, then the process "died"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(manager_module, "_delete", crash)
+    with pytest.raises(KeyboardInterrupt):
+        dm.ensure_free(50 * KIB)
+    assert not (models_dir / "old").exists()  # the name went at once, with the whole model
+    leftovers = list(models_dir.glob(".old.evicting-*"))
+    assert len(leftovers) == 1 and [e.key for e in dm.entries()] == ["models:new"]
+
+    monkeypatch.undo()
+    assert dm.ensure_free(0).removed == []  # enough free: nothing to do, leftovers untouched
+    dm.ensure_free(dm.free_bytes() + 1, dry_run=True)  # a plan deletes nothing either
+    assert leftovers[0].exists()
+    assert dm.ensure_free(dm.free_bytes() + 1).removed == ["models:new"]
+    assert not leftovers[0].exists()  # the next real eviction finished the job
+
+
+def test_a_pin_requested_during_an_eviction_waits_for_it(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_model(models_dir, "victim", 100 * KIB, NOW - 1000)
+    make_model(models_dir, "keeper", 100 * KIB, NOW - 10)
+    dm = manager(models_dir, capacity=used_probe(models_dir))
+    deleting = threading.Event()
+    may_finish = threading.Event()
+    real_delete = manager_module._delete
+
+    def slow_delete(path: Path, ignore_errors: bool = False) -> None:
+        deleting.set()
+        assert may_finish.wait(5)
+        real_delete(path, ignore_errors)
+
+    monkeypatch.setattr(manager_module, "_delete", slow_delete)
+    evicting = threading.Thread(target=dm.ensure_free, args=(50 * KIB,))
+    evicting.start()
+    assert deleting.wait(5)
+    leases: list[Lease] = []
+    pinning = threading.Thread(target=lambda: leases.append(dm.pin("models:keeper", ttl_s=60)))
+    pinning.start()
+    pinning.join(0.3)
+    assert pinning.is_alive() and not leases  # held until the eviction is done
+    may_finish.set()
+    evicting.join(5)
+    pinning.join(5)
+    assert [lease.key for lease in leases] == ["models:keeper"]
+    assert not (models_dir / "victim").exists() and (models_dir / "keeper").exists()
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from disk_manager import CacheLocations, DiskManager
+dm = DiskManager(CacheLocations.for_models_dir(Path(sys.argv[1])), capacity_bytes=int(sys.argv[2]))
+print(json.dumps(dm.ensure_free(int(sys.argv[3])).removed))
+"""
+
+
+def test_concurrent_requests_from_separate_processes_share_one_plan(models_dir: Path) -> None:
+    for i in range(6):
+        make_model(models_dir, f"m{i}", 50 * KIB, NOW - 1000 + i)
+    capacity = used_probe(models_dir)
+    args = [sys.executable, "-c", CHILD, str(models_dir), str(capacity), str(120 * KIB)]
+    children = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [child.communicate(timeout=60)[0] for child in children]
+    assert all(child.returncode == 0 for child in children)
+    removed = [key for out in outputs for key in json.loads(out)]
+    assert removed == ["models:m0", "models:m1", "models:m2"]  # one of them evicted, in LRU order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_evict_to_low_watermark(models_dir: Path) -> None:
         make_model(models_dir, f"m{i}", 100 * KIB, NOW - 100 + i)
     dm = DiskManager(CacheLocations.for_models_dir(models_dir), capacity_bytes=450 * KIB)
     removal = dm.evict_to_low_watermark()
-    assert [e.key for e in removal.removed] == ["models:m0"]
+    assert removal.removed == ["models:m0"]
     assert dm.volumes()[0].used_fraction <= 0.75
 
 
@@ -79,12 +80,22 @@ def test_migrate_moves_links_and_exports(models_dir: Path, tmp_path: Path) -> No
     assert again.moved == {} and again.skipped["models"].startswith("already a link")
 
 
+def listing(root: Path) -> list[tuple[str, int]]:
+    """Every cache file under ``root`` with its size (the agent's own .disk_manager state left out)."""
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1)
+        for p in root.rglob("*")
+        if ".disk_manager" not in p.parts
+    )
+
+
 def test_migrate_failure_half_way_leaves_the_old_cache_working(
     models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i in range(5):
         make_model(models_dir, f"m{i}", 4 * KIB, NOW)
-    before = sorted(str(p.relative_to(models_dir)) for p in models_dir.rglob("*"))
+    dm = DiskManager(CacheLocations.for_models_dir(models_dir))
+    before = listing(models_dir)
     copied: list[str] = []
     real_copy = migrate.copy_file
 
@@ -97,11 +108,52 @@ def test_migrate_failure_half_way_leaves_the_old_cache_working(
     monkeypatch.setattr(migrate, "copy_file", failing_copy)
     target = tmp_path / "workspace"
     with pytest.raises(MigrationError, match="old cache is untouched"):
-        DiskManager(CacheLocations.for_models_dir(models_dir)).setup_network_storage(target)
+        dm.setup_network_storage(target)
+    assert len(copied) == 4  # it did fail half-way, after copying some files
     assert not models_dir.is_symlink()
-    assert sorted(str(p.relative_to(models_dir)) for p in models_dir.rglob("*")) == before
-    assert not (target / "models").exists()
+    assert listing(models_dir) == before
+    assert sorted(e.key for e in dm.entries()) == [f"models:m{i}" for i in range(5)]  # still a working cache
+    assert "TALKLIKE_MODELS_DIR" not in os.environ
     assert [p.name for p in target.iterdir()] == []  # no staging directory left behind
+
+    monkeypatch.setattr(migrate, "copy_file", real_copy)
+    result = dm.setup_network_storage(target)  # once the cause is gone, it goes through
+    assert result.moved == {"models": str((target / "models").resolve())}
+    assert listing(models_dir) == before and models_dir.is_symlink()
+
+
+def test_migrate_refuses_a_cache_that_changes_while_it_is_copied(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        make_model(models_dir, f"m{i}", 4 * KIB, NOW)
+    dm = DiskManager(CacheLocations.for_models_dir(models_dir))
+    real_copy = migrate.copy_file
+
+    def copy_while_a_writer_adds_a_file(src: str, dst: str) -> None:
+        real_copy(src, dst)
+        (models_dir / "m0" / "late-shard.safetensors").write_bytes(b"z" * 100)
+
+    monkeypatch.setattr(migrate, "copy_file", copy_while_a_writer_adds_a_file)
+    with pytest.raises(MigrationError, match="changed while it was copied"):
+        dm.setup_network_storage(tmp_path / "workspace")
+    assert not models_dir.is_symlink()
+    assert (models_dir / "m0" / "late-shard.safetensors").stat().st_size == 100  # the writer's work kept
+    assert list((tmp_path / "workspace").iterdir()) == []
+
+
+def test_migrate_waits_for_entries_being_written(models_dir: Path, tmp_path: Path) -> None:
+    make_model(models_dir, "converting", 4 * KIB, NOW)
+    (models_dir / ".locks").mkdir()
+    lock_path = models_dir / ".locks" / "converting.lock"
+    lock_path.touch()
+    dm = DiskManager(CacheLocations.for_models_dir(models_dir))
+    with open(lock_path) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(MigrationError, match="models:converting"):
+            dm.setup_network_storage(tmp_path / "workspace")
+        assert dm.setup_network_storage(tmp_path / "workspace", dry_run=True).moved  # planning is fine
+    assert not models_dir.is_symlink() and not (tmp_path / "workspace" / "models").exists()
 
 
 def test_seed_snippet_runs_as_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

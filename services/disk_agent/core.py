@@ -41,7 +41,7 @@ MAX_PIN_TTL_S = 7 * 24 * 3600
 class UsageEvent:
     """A watermark crossing (or the initial snapshot) of one volume."""
 
-    kind: str  # "snapshot" | "above_high" | "below_high"
+    kind: str  # "snapshot" | "above_low" | "above_high" | "below_high" | "below_low"
     volume: VolumeUsage
     observed_at: float
 
@@ -142,21 +142,37 @@ class DiskAgent:
         return await self._run(self.manager.setup_network_storage, resolved, dry_run)
 
     async def watch(self, interval_ms: int) -> AsyncIterator[UsageEvent]:
-        """A snapshot of each volume, then an event whenever one crosses its high watermark.
+        """A snapshot of each volume, then an event for each watermark a volume crosses.
 
+        A volume is in one of three zones: at or below the low watermark, between the two,
+        above the high one. Moving between zones yields one event per watermark crossed, in
+        the order crossed (filling up from below low: ``above_low`` then ``above_high``).
         ``interval_ms`` 0 means the agent's setting.
         """
         interval_ms = interval_ms or self.settings.watch_interval_ms
         if not 100 <= interval_ms <= 3_600_000:
             raise InvalidArgument("interval_ms", f"must be between 100 and 3600000, got {interval_ms}")
-        above: dict[str, bool] = {}
+        zones: dict[str, int] = {}
         while True:
             now = time.time()
             for volume in await self.usage():
-                previous = above.get(volume.path)
-                above[volume.path] = volume.above_high
+                zone = int(volume.above_low) + int(volume.above_high)
+                previous = zones.get(volume.path)
+                zones[volume.path] = zone
                 if previous is None:
                     yield UsageEvent("snapshot", volume, now)
-                elif previous != volume.above_high:
-                    yield UsageEvent("above_high" if volume.above_high else "below_high", volume, now)
+                    continue
+                for kind in crossings(previous, zone):
+                    yield UsageEvent(kind, volume, now)
             await asyncio.sleep(interval_ms / 1000)
+
+
+#: Zone boundaries: crossing from zone i to i + 1 passes watermark ``_WATERMARK_NAMES[i]``.
+_WATERMARK_NAMES = ("low", "high")
+
+
+def crossings(previous_zone: int, zone: int) -> list[str]:
+    """Events for a move between zones (0: at or below low, 1: between, 2: above high)."""
+    if zone > previous_zone:
+        return [f"above_{_WATERMARK_NAMES[z]}" for z in range(previous_zone, zone)]
+    return [f"below_{_WATERMARK_NAMES[z]}" for z in range(previous_zone - 1, zone - 1, -1)]

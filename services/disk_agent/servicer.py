@@ -20,6 +20,8 @@ EVENT_KINDS = {
     "snapshot": pb.USAGE_EVENT_KIND_SNAPSHOT,
     "above_high": pb.USAGE_EVENT_KIND_ABOVE_HIGH_WATERMARK,
     "below_high": pb.USAGE_EVENT_KIND_BELOW_HIGH_WATERMARK,
+    "above_low": pb.USAGE_EVENT_KIND_ABOVE_LOW_WATERMARK,
+    "below_low": pb.USAGE_EVENT_KIND_BELOW_LOW_WATERMARK,
 }
 
 
@@ -72,7 +74,7 @@ class DiskAgentServicer(pb_grpc.DiskAgentServiceServicer):
         volumes = await self.agent.usage()
         return pb.EnsureFreeResponse(
             freed_bytes=removal.freed_bytes,
-            evicted=[entry_pb(e, set()) for e in removal.removed if isinstance(e, CacheEntry)],
+            evicted=[entry_pb(e, set()) for e in removal.evicted],
             free_bytes=min((v.free_bytes for v in volumes), default=0),
             dry_run=removal.dry_run,
             held_back=removal.blocked,

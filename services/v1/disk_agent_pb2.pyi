@@ -33,6 +33,10 @@ class _UsageEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageE
     """The volume went above its high watermark: low on space."""
     USAGE_EVENT_KIND_BELOW_HIGH_WATERMARK: _UsageEventKind.ValueType  # 3
     """The volume went back below its high watermark."""
+    USAGE_EVENT_KIND_ABOVE_LOW_WATERMARK: _UsageEventKind.ValueType  # 4
+    """The volume went above its low watermark: fuller than eviction aims for."""
+    USAGE_EVENT_KIND_BELOW_LOW_WATERMARK: _UsageEventKind.ValueType  # 5
+    """The volume went back to its low watermark or below: healthy again."""
 
 class UsageEventKind(_UsageEventKind, metaclass=_UsageEventKindEnumTypeWrapper):
     """What a WatchUsage message reports."""
@@ -45,6 +49,10 @@ USAGE_EVENT_KIND_ABOVE_HIGH_WATERMARK: UsageEventKind.ValueType  # 2
 """The volume went above its high watermark: low on space."""
 USAGE_EVENT_KIND_BELOW_HIGH_WATERMARK: UsageEventKind.ValueType  # 3
 """The volume went back below its high watermark."""
+USAGE_EVENT_KIND_ABOVE_LOW_WATERMARK: UsageEventKind.ValueType  # 4
+"""The volume went above its low watermark: fuller than eviction aims for."""
+USAGE_EVENT_KIND_BELOW_LOW_WATERMARK: UsageEventKind.ValueType  # 5
+"""The volume went back to its low watermark or below: healthy again."""
 Global___UsageEventKind: _TypeAlias = UsageEventKind  # noqa: Y015
 
 @_typing.final

@@ -127,8 +127,9 @@ class DiskAgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchUsage(self, request, context):
-        """Usage of every volume now, then an event whenever a volume crosses its high watermark
-        (in either direction). Runs until the client cancels.
+        """Usage of every volume now, then an event whenever a volume crosses its low or high
+        watermark (in either direction; one event per watermark crossed between two
+        measurements, in the order crossed). Runs until the client cancels.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,8 +53,9 @@ class DiskAgentServiceStub:
     Migrate: _grpc.UnaryUnaryMultiCallable[_disk_agent_pb2.MigrateRequest, _disk_agent_pb2.MigrateResponse]
     """Move the managed caches to another volume (an allowed migration target)."""
     WatchUsage: _grpc.UnaryStreamMultiCallable[_disk_agent_pb2.WatchUsageRequest, _disk_agent_pb2.WatchUsageResponse]
-    """Usage of every volume now, then an event whenever a volume crosses its high watermark
-    (in either direction). Runs until the client cancels.
+    """Usage of every volume now, then an event whenever a volume crosses its low or high
+    watermark (in either direction; one event per watermark crossed between two
+    measurements, in the order crossed). Runs until the client cancels.
     """
 
 @_typing.type_check_only
@@ -82,8 +83,9 @@ class DiskAgentServiceAsyncStub(DiskAgentServiceStub):
     Migrate: _aio.UnaryUnaryMultiCallable[_disk_agent_pb2.MigrateRequest, _disk_agent_pb2.MigrateResponse]  # type: ignore[assignment]
     """Move the managed caches to another volume (an allowed migration target)."""
     WatchUsage: _aio.UnaryStreamMultiCallable[_disk_agent_pb2.WatchUsageRequest, _disk_agent_pb2.WatchUsageResponse]  # type: ignore[assignment]
-    """Usage of every volume now, then an event whenever a volume crosses its high watermark
-    (in either direction). Runs until the client cancels.
+    """Usage of every volume now, then an event whenever a volume crosses its low or high
+    watermark (in either direction; one event per watermark crossed between two
+    measurements, in the order crossed). Runs until the client cancels.
     """
 
 class DiskAgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -150,8 +152,9 @@ class DiskAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _disk_agent_pb2.WatchUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_disk_agent_pb2.WatchUsageResponse], _abc.AsyncIterator[_disk_agent_pb2.WatchUsageResponse]]:
-        """Usage of every volume now, then an event whenever a volume crosses its high watermark
-        (in either direction). Runs until the client cancels.
+        """Usage of every volume now, then an event whenever a volume crosses its low or high
+        watermark (in either direction; one event per watermark crossed between two
+        measurements, in the order crossed). Runs until the client cancels.
         """
 
 def add_DiskAgentServiceServicer_to_server(servicer: DiskAgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -124,6 +124,10 @@ async def test_watch_reports_a_watermark_crossing(agent: Agent) -> None:
     await stub.EnsureFree(pb.EnsureFreeRequest(required_bytes=300 * KIB))
     event = await asyncio.wait_for(stream.read(), 5)
     assert event.kind == pb.USAGE_EVENT_KIND_BELOW_HIGH_WATERMARK and not event.volume.above_high_watermark
+    # From 93 % to about 23 % used: both watermarks crossed, high first, in one measurement.
+    event = await asyncio.wait_for(stream.read(), 5)
+    assert event.kind == pb.USAGE_EVENT_KIND_BELOW_LOW_WATERMARK
+    assert event.volume.used_fraction <= event.volume.low_watermark_fraction
     stream.cancel()
 
 
