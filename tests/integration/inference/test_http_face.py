@@ -56,7 +56,6 @@ async def test_openai_client_lists_models_and_chats_with_base_and_adapter(tiny_h
                 base.choices[0].message.content or "",
                 tuned.choices[0].message.content or "",
                 "".join(parts),
-                "",
             )
 
         models, base, tuned, streamed = await asyncio.to_thread(calls)
