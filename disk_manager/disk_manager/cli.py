@@ -71,7 +71,8 @@ def cmd_status(dm: DiskManager, _args: argparse.Namespace) -> int:
             for v in report.volumes
         ],
     )
-    pinned = dm.state.pinned_keys()
+    leases = sorted(dm.state.active_leases(), key=lambda lease: lease.expires_at)
+    pinned = {lease.key for lease in leases}
     entries = dm.entries()
     if entries:
         print()
@@ -91,6 +92,20 @@ def cmd_status(dm: DiskManager, _args: argparse.Namespace) -> int:
                     else "",
                 )
                 for e in entries
+            ],
+        )
+    if leases:
+        print()
+        print_table(
+            ["pinned entry", "holder", "until", "lease id"],
+            [
+                (
+                    lease.key,
+                    lease.holder,
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease.expires_at)),
+                    lease.lease_id,
+                )
+                for lease in leases
             ],
         )
     return 0

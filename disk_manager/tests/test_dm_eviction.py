@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cachetrees import KIB, make_hf_repo, make_model
+from disk_manager.testing import KIB, make_hf_repo, make_model
 
 from disk_manager import (
     CacheLocations,

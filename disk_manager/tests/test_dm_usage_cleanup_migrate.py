@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cachetrees import KIB, make_hf_repo, make_model
 from disk_manager.cli import main as cli_main
 from disk_manager.manager import parse_size
+from disk_manager.testing import KIB, make_hf_repo, make_model
 
 from disk_manager import CacheLocations, DiskManager, MigrationError, Watermarks, migrate
 
@@ -196,3 +196,26 @@ def test_cli_status_and_dry_run_ensure(models_dir: Path, capsys: pytest.CaptureF
     )
     assert "would free" in capsys.readouterr().out and (models_dir / "a").exists()
     assert cli_main(["--models-dir", str(models_dir), "--capacity", "120K", "ensure", "-5"]) == 2
+
+
+def test_cli_pin_shows_in_status_holds_and_unpins(
+    models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_model(models_dir, "a", 100 * KIB, NOW - 100)
+    base = ["--models-dir", str(models_dir), "--capacity", "120K"]
+    assert cli_main([*base, "pin", "models:a", "--holder", "me", "--ttl", "60"]) == 0
+    lease_id = capsys.readouterr().out.rsplit("lease id:", 1)[1].strip()
+    assert cli_main([*base, "status"]) == 0
+    pins = capsys.readouterr().out.split("lease id", 1)[1]
+    assert "models:a" in pins and "me" in pins and lease_id in pins
+    assert cli_main([*base, "ensure", "50K"]) == 2
+    assert "short by" in capsys.readouterr().err and (models_dir / "a").exists()
+    assert cli_main([*base, "unpin", lease_id]) == 0
+    assert cli_main([*base, "unpin", lease_id]) == 1
+    assert cli_main([*base, "migrate", str(tmp_path / "nfs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "would move" in out and f"export TALKLIKE_MODELS_DIR={(tmp_path / 'nfs' / 'models').resolve()}" in out
+    )
+    assert not models_dir.is_symlink()
+    assert cli_main([*base, "ensure", "50K"]) == 0 and not (models_dir / "a").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import grpc
 import typer
 from disk_manager.cli import human
 from talklike.cli.output import console, fail, rpc_errors, table
@@ -78,6 +79,22 @@ def status(entries: Annotated[bool, typer.Option(help="Also list cache entries, 
                 title="cache entries",
             )
         )
+    if reply.leases:
+        console.print(
+            table(
+                ["pinned entry", "holder", "until", "lease id (for `talklike disk unpin`)"],
+                [
+                    (
+                        lease.key,
+                        lease.holder,
+                        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease.expires_at_unix_ms / 1000)),
+                        lease.lease_id,
+                    )
+                    for lease in reply.leases
+                ],
+                title="pins",
+            )
+        )
 
 
 @disk_app.command("clean")
@@ -104,10 +121,20 @@ def ensure(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only plan the eviction.")] = False,
 ) -> None:
     """Evict least-recently-used unpinned cache entries until SIZE is free."""
+    required = parse_size(size)
     with rpc_errors(SERVICE):
-        reply = stub().EnsureFree(
-            pb.EnsureFreeRequest(volume=volume, required_bytes=parse_size(size), dry_run=dry_run)
-        )
+        try:
+            reply = stub().EnsureFree(
+                pb.EnsureFreeRequest(volume=volume, required_bytes=required, dry_run=dry_run)
+            )
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            fail(
+                str(error.details()),
+                "the entries held back are pinned or being written: wait for them, release a pin "
+                "(`talklike disk status` lists pins, `talklike disk unpin LEASE_ID`), or ask for less",
+            )
     if reply.evicted:
         console.print(
             table(

@@ -83,11 +83,11 @@ class DiskAgent:
         """Usage of every managed volume."""
         return await self._run(self.manager.volumes)
 
-    async def entries(self) -> tuple[list[CacheEntry], set[str]]:
-        """Entries LRU first, and the keys pinned right now."""
+    async def entries(self) -> tuple[list[CacheEntry], list[Lease]]:
+        """Entries LRU first, and the live pins, soonest to lapse first."""
         entries = await self._run(self.manager.entries)
-        pinned = await self._run(self.manager.state.pinned_keys)
-        return entries, pinned
+        leases: list[Lease] = await self._run(self.manager.state.active_leases)
+        return entries, sorted(leases, key=lambda lease: lease.expires_at)
 
     async def ensure_free(self, volume: str, required_bytes: int, dry_run: bool) -> Removal:
         """Evict LRU unpinned entries until ``required_bytes`` are free."""

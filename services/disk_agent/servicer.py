@@ -65,8 +65,18 @@ class DiskAgentServicer(pb_grpc.DiskAgentServiceServicer):
     async def GetUsage(self, request: pb.GetUsageRequest, context: Any) -> pb.GetUsageResponse:
         reply = pb.GetUsageResponse(volumes=[volume_pb(v) for v in await self.agent.usage()])
         if request.include_entries:
-            entries, pinned = await self.agent.entries()
+            entries, leases = await self.agent.entries()
+            pinned = {lease.key for lease in leases}
             reply.entries.extend(entry_pb(e, pinned) for e in entries)
+            reply.leases.extend(
+                pb.Lease(
+                    lease_id=lease.lease_id,
+                    key=lease.key,
+                    holder=lease.holder,
+                    expires_at_unix_ms=int(lease.expires_at * 1000),
+                )
+                for lease in leases
+            )
         return reply
 
     async def EnsureFree(self, request: pb.EnsureFreeRequest, context: Any) -> pb.EnsureFreeResponse:

@@ -176,6 +176,40 @@ class CacheEntry(_message.Message):
 Global___CacheEntry: _TypeAlias = CacheEntry  # noqa: Y015
 
 @_typing.final
+class Lease(_message.Message):
+    """A live pin: what Pin returned, as anyone can see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    lease_id: _builtins.str
+    """Id to pass to Unpin."""
+    key: _builtins.str
+    """The pinned entry key, "<kind>:<name>"."""
+    holder: _builtins.str
+    """Who holds it, as given to Pin."""
+    expires_at_unix_ms: _builtins.int
+    """When it lapses, milliseconds since the Unix epoch."""
+    def __init__(
+        self,
+        *,
+        lease_id: _builtins.str = ...,
+        key: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        expires_at_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at_unix_ms", b"expires_at_unix_ms", "holder", b"holder", "key", b"key", "lease_id", b"lease_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lease: _TypeAlias = Lease  # noqa: Y015
+
+@_typing.final
 class GetUsageRequest(_message.Message):
     """Request of GetUsage."""
 
@@ -183,7 +217,7 @@ class GetUsageRequest(_message.Message):
 
     INCLUDE_ENTRIES_FIELD_NUMBER: _builtins.int
     include_entries: _builtins.bool
-    """Also list the cache entries, least recently used first."""
+    """Also list the cache entries (least recently used first) and the live pins."""
     def __init__(
         self,
         *,
@@ -205,6 +239,7 @@ class GetUsageResponse(_message.Message):
 
     VOLUMES_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    LEASES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeUsage]:
         """Every managed volume."""
@@ -213,15 +248,20 @@ class GetUsageResponse(_message.Message):
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___CacheEntry]:
         """Cache entries, least recently used first (only when requested)."""
 
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lease]:
+        """Live pins, soonest to lapse first (only when entries are requested)."""
+
     def __init__(
         self,
         *,
         volumes: _abc.Iterable[Global___VolumeUsage] | None = ...,
         entries: _abc.Iterable[Global___CacheEntry] | None = ...,
+        leases: _abc.Iterable[Global___Lease] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "leases", b"leases", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -11,34 +10,24 @@ from pathlib import Path
 
 import grpc
 import pytest
+from disk_manager.testing import KIB, make_model
+from disk_manager.usage import tree_size
 from talklike.common.testing import RunningService, running_service
 from talklike.disk_agent.servicer import create_service
 from talklike.disk_agent.settings import DiskAgentSettings
 from talklike.v1 import disk_agent_pb2 as pb
 from talklike.v1 import disk_agent_pb2_grpc as pb_grpc
 
-KIB = 1024
 Agent = tuple[RunningService, pb_grpc.DiskAgentServiceStub, Path]
 NOW = time.time()
-
-
-def make_model(models: Path, name: str, size: int, used_at: float) -> None:
-    path = models / name
-    path.mkdir(parents=True)
-    (path / "model.safetensors").write_bytes(os.urandom(size))
-    os.utime(path / "model.safetensors", (used_at, used_at))
-
-
-def cache_bytes(models: Path) -> int:
-    return sum(p.stat().st_blocks * 512 for p in models.rglob("*") if p.is_file())
 
 
 @pytest.fixture
 async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
     models = tmp_path / "home" / "models"
     for i, name in enumerate(["oldest", "older", "newer", "newest"]):
-        make_model(models, name, 100 * KIB, NOW - 4000 + 1000 * i)
-    capacity = cache_bytes(models) + 30 * KIB  # nearly full
+        make_model(models, name, 100 * KIB, NOW - 4000 + 1000 * i, config=False)
+    capacity = tree_size(models)[0] + 30 * KIB  # nearly full
     settings = DiskAgentSettings(
         home=tmp_path / "home",
         port=0,
@@ -67,6 +56,9 @@ async def test_ensure_free_evicts_exactly_the_lru_unpinned_entries(agent: Agent)
 
     usage = await stub.GetUsage(pb.GetUsageRequest(include_entries=True))
     assert {e.key: e.pinned for e in usage.entries} == {"models:oldest": True, "models:newest": False}
+    assert [(lease.lease_id, lease.key, lease.holder) for lease in usage.leases] == [
+        (pin.lease_id, "models:oldest", "test")
+    ]
     assert usage.volumes[0].simulated
 
 
@@ -133,9 +125,9 @@ async def test_watch_reports_a_watermark_crossing(agent: Agent) -> None:
 
 async def test_metrics_show_usage_and_evictions(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    make_model(models, "a", 50 * KIB, NOW - 100)
+    make_model(models, "a", 50 * KIB, NOW - 100, config=False)
     settings = DiskAgentSettings(
-        home=tmp_path, port=0, metrics_port=0, capacity_bytes=cache_bytes(models) + KIB
+        home=tmp_path, port=0, metrics_port=0, capacity_bytes=tree_size(models)[0] + KIB
     )
     binding = create_service(settings)
     async with running_service(binding, settings) as srv:

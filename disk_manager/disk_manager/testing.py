@@ -1,4 +1,11 @@
-"""Build real cache trees in temporary directories, with controlled sizes and access times."""
+"""Real cache trees in a directory, with chosen sizes and last-use times, for tests.
+
+Part of the library (not only its own tests) because whoever relies on eviction — a
+service that pins what it serves, an agent that wraps the library — wants to test it the
+same way: real files in a temporary directory and ``DiskManager(capacity_bytes=...)`` to
+make that directory a small or nearly full volume. Sizes are exact file sizes; pass
+multiples of the filesystem block (4 KiB) when a test does byte arithmetic on usage.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,22 @@ from pathlib import Path
 KIB = 1024
 
 
-def make_model(models: Path, name: str, size: int, used_at: float) -> Path:
-    """A converted-model directory of ``size`` bytes last used at ``used_at``."""
+def make_model(models: Path, name: str, size: int, used_at: float, *, config: bool = True) -> Path:
+    """A converted-model directory, ``model.safetensors`` of ``size`` bytes (plus a small
+    ``config.json`` unless ``config=False``), every file last used at ``used_at``."""
     path = models / name
     path.mkdir(parents=True)
-    weights = path / "model.safetensors"
-    weights.write_bytes(os.urandom(size))
-    (path / "config.json").write_text("{}")
+    (path / "model.safetensors").write_bytes(os.urandom(size))
+    if config:
+        (path / "config.json").write_text("{}")
     for file in path.iterdir():
         os.utime(file, (used_at, used_at))
     return path
 
 
 def make_hf_repo(hub: Path, repo_id: str, size: int, used_at: float, incomplete: bool = False) -> Path:
-    """A Hugging Face cache repo (blobs/snapshots/refs) with one file of ``size`` bytes."""
+    """A Hugging Face cache repo (blobs/snapshots/refs) with one file of ``size`` bytes on ``main``;
+    ``incomplete`` adds an ``.incomplete`` blob, as a download in progress leaves."""
     repo = hub / ("models--" + repo_id.replace("/", "--"))
     data = os.urandom(size)
     digest = hashlib.sha256(data).hexdigest()
