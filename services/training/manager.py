@@ -19,7 +19,7 @@ from talklike.training.data import JobError, encode_all, read_examples
 from talklike.training.settings import TrainingSettings
 from talklike.training.spec import JobSpec
 from talklike.training.store import FINISHED, EventRecord, JobRecord, JobStore
-from talklike.training.worker import EXIT_LOCKED
+from talklike.training.worker import EXIT_LOCKED, TRAINING_SCRATCH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ def validate_job(home: Path, spec: JobSpec, check_disk: bool = True) -> str:
         notes.append(ensure_free(required_bytes, "the base model"))
 
     resolved = resolve(spec.base_model, home / "models", before_write=ask_disk_agent if check_disk else None)
+    if check_disk:  # room for checkpoints and the adapter, so a full disk fails the job before it runs
+        notes.append(ensure_free(TRAINING_SCRATCH_BYTES, "training"))
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved.path))
