@@ -47,8 +47,14 @@ class VolumeUsage:
 
     @property
     def used_fraction(self) -> float:
-        """Used bytes / total bytes (0 for an empty volume)."""
-        return self.used_bytes / self.total_bytes if self.total_bytes else 0.0
+        """The share of the volume not available to us: 1 - free / total (0 for an empty volume).
+
+        Not ``used_bytes / total_bytes``: blocks reserved for root (5 % on ext4 by default)
+        are neither used nor available, and kubelet's ``nodefs.available`` counts them as
+        gone. With used / total, an ext4 volume at the 85 % high watermark would already be
+        at kubelet's 10 % available, and pods would be evicted before this library acted.
+        """
+        return 1 - self.free_bytes / self.total_bytes if self.total_bytes else 0.0
 
     @property
     def inodes_used_fraction(self) -> float:
@@ -68,8 +74,8 @@ class VolumeUsage:
     @property
     def bytes_to_low_watermark(self) -> int:
         """Bytes to free to get down to the low watermark (0 when already below it)."""
-        target_used = int(self.total_bytes * self.watermarks.low)
-        return max(0, self.used_bytes - target_used)
+        target_free = self.total_bytes - int(self.total_bytes * self.watermarks.low)
+        return max(0, target_free - self.free_bytes)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from disk_manager.cli import main as cli_main
 from disk_manager.manager import parse_size
 from disk_manager.testing import KIB, make_hf_repo, make_model
 
-from disk_manager import CacheLocations, DiskManager, MigrationError, Watermarks, migrate
+from disk_manager import CacheLocations, DiskManager, MigrationError, VolumeUsage, Watermarks, migrate
 
 NOW = time.time()
 
@@ -25,6 +25,23 @@ def test_report_is_truthy_above_the_high_watermark(models_dir: Path) -> None:
     assert not roomy and roomy.volumes[0].simulated
     assert full and full.low_on_space == full.volumes
     assert full.volumes[0].bytes_to_low_watermark > 0
+
+
+def test_reserved_blocks_count_as_used_like_kubelet_counts_them() -> None:
+    # ext4 keeps 5 % for root: 80 % used and 15 % available is 85 % gone for kubelet's nodefs.available.
+    ext4 = VolumeUsage(
+        "/", 1000, used_bytes=800, free_bytes=150, inodes_total=0, inodes_free=0, watermarks=Watermarks()
+    )
+    assert ext4.used_fraction == pytest.approx(0.85) and not ext4.above_high and ext4.above_low
+    assert ext4.bytes_to_low_watermark == 100  # 250 available at 75 %
+    fuller = VolumeUsage(
+        "/", 1000, used_bytes=810, free_bytes=140, inodes_total=0, inodes_free=0, watermarks=Watermarks()
+    )
+    assert fuller.above_high  # used / total would say 81 %, and act only at kubelet's 10 % available
+    inodes = VolumeUsage(
+        "/", 1000, used_bytes=0, free_bytes=1000, inodes_total=100, inodes_free=10, watermarks=Watermarks()
+    )
+    assert inodes.above_high and inodes.bytes_to_low_watermark == 0  # out of inodes, not of bytes
 
 
 def test_watermarks_are_validated() -> None:

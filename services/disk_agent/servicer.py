@@ -140,7 +140,9 @@ class DiskCollector(Collector):
             "talklike_disk_free_bytes", "Bytes free on a managed volume.", labels=["volume"]
         )
         frac = GaugeMetricFamily(
-            "talklike_disk_used_fraction", "Used fraction of a managed volume (0..1).", labels=["volume"]
+            "talklike_disk_used_fraction",
+            "Share of a managed volume not available (1 - free/total, reserved blocks included).",
+            labels=["volume"],
         )
         for v in self.agent.manager.volumes():
             used.add_metric([v.path], v.used_bytes)

@@ -89,7 +89,9 @@ class VolumeUsage(_message.Message):
     low_watermark_fraction: _builtins.float
     """Used fraction eviction frees down to (0..1)."""
     used_fraction: _builtins.float
-    """Used bytes / total bytes (0..1)."""
+    """1 - free_bytes / total_bytes (0..1): blocks reserved for root count as used, as in
+    kubelet's nodefs.available; the watermarks compare against this.
+    """
     above_high_watermark: _builtins.bool
     """True when bytes or inodes are above the high watermark."""
     simulated: _builtins.bool
