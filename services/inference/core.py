@@ -93,6 +93,8 @@ class InferenceCore:
         self.admission = Admission(
             settings.max_concurrency, settings.max_queue, settings.queue_timeout_ms / 1000
         )
+        # Read at scrape time: a gauge set per request kept a refused or timed-out waiter forever.
+        self.metrics.queue_depth.set_function(lambda: self.admission.queued)
         self._ids = itertools.count(1)
         self._adapter_lock = asyncio.Lock()
 
@@ -152,9 +154,7 @@ class InferenceCore:
         validate_sampling(sampling)
         self._check_adapter(adapter)
         ids = self.prompt_ids(prompt, sampling.max_new_tokens)
-        self.metrics.queue_depth.set(self.admission.queued + 1)
         async with self.admission.slot():
-            self.metrics.queue_depth.set(self.admission.queued)
             self.metrics.active.inc()
             try:
                 async for event in self._generate(ids, adapter, sampling, time_limit_ms, prompt):
