@@ -1,4 +1,4 @@
-"""Time limits and deadlines on the inference service, through real gRPC on loopback.
+"""Stop sequences, time limits and deadlines on the inference service, through real gRPC on loopback.
 
 Each case checks the contract a caller sees (the stop reason or the status code) and, where
 the point is that work stops, the service's own Prometheus counters: no generation is left
@@ -124,3 +124,22 @@ async def test_a_client_deadline_stops_generation_within_a_second(one_slot: Runn
         sample(one_slot, "talklike_inference_requests_total", {"adapter": "", "stop_reason": "cancelled"})
         == 1
     )
+
+
+async def test_a_stop_sequence_cuts_the_answer_before_it(one_slot: RunningService) -> None:
+    """Greedy decoding gives the same tokens each time: cut a known answer at a piece from its middle."""
+    stub = pb_grpc.InferenceServiceStub(one_slot.channel())
+    greedy = pb.SamplingParams(max_new_tokens=40)
+    full = (await stub.Generate(pb.GenerateRequest(prompt="Brusel", sampling=greedy))).text
+    middle = len(full) // 2
+    stop = full[middle : middle + 6]
+    assert len(stop.strip()) >= 3, full
+    expected = full[: full.index(stop)]
+
+    cut = pb.SamplingParams(max_new_tokens=40, stop_sequences=["zzzz", stop])
+    messages = [m async for m in stub.GenerateStream(pb.GenerateStreamRequest(prompt="Brusel", sampling=cut))]
+    assert "".join(m.text_delta for m in messages) == expected
+    assert messages[-1].stop_reason == pb.STOP_REASON_STOP_SEQUENCE
+    assert messages[-1].usage.completion_tokens < 40
+    unary = await stub.Generate(pb.GenerateRequest(prompt="Brusel", sampling=cut))
+    assert unary.text == expected and unary.stop_reason == pb.STOP_REASON_STOP_SEQUENCE
