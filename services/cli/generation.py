@@ -1,12 +1,15 @@
-"""``talklike generate|validate|cost`` and ``talklike packs list|show``: the generation service.
+"""``talklike generate|validate|cost`` and ``talklike packs list|show|diff|draft``: the generation service.
 
-``generate``, ``validate``, ``cost`` and ``packs list`` are calls to the generation service;
-``packs show`` (and ``packs list --local``) read packs from disk and need no service.
+``generate``, ``validate``, ``cost``, ``packs list`` and ``packs draft`` are calls to the generation
+service; ``packs show``, ``packs diff`` (and ``packs list --local``) read packs from disk and need
+no service.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +23,10 @@ from talklike.v1 import generation_pb2 as pb
 from talklike.v1 import generation_pb2_grpc as pb_grpc
 
 SERVICE = "generation"
-packs_app = typer.Typer(help="Persona packs: list them, show one.", no_args_is_help=True)
+packs_app = typer.Typer(
+    help="Persona packs: list them, show one, compare two, draft a new one with an LLM.",
+    no_args_is_help=True,
+)
 
 HomeOption = Annotated[
     str | None,
@@ -58,6 +64,24 @@ def _set_source(request: pb.ValidateDatasetRequest | pb.EstimateCostRequest, fil
 
 def _tokens_row(t: pb.TokenStats) -> str:
     return f"{t.total_tokens:,} ({t.encoding}; per example min {t.min_tokens}, mean {t.mean_tokens:.1f}, p95 {t.p95_tokens}, max {t.max_tokens})"
+
+
+def _follow(events: Iterable[Any], *, transient: bool) -> Any:
+    """Show a stream's progress events as bars, one per stage; return its final summary."""
+    summary = None
+    with progress(transient=transient) as bar:
+        tasks: dict[str, Any] = {}
+        for event in events:
+            if event.HasField("progress"):
+                p = event.progress
+                if p.stage not in tasks:
+                    tasks[p.stage] = bar.add_task(p.stage, total=p.total or None)
+                bar.update(tasks[p.stage], completed=p.done, total=p.total or None)
+            else:
+                summary = event.summary
+    if summary is None:
+        fail("the generation service ended the stream without a summary", "run the command again")
+    return summary
 
 
 @rpc_errors(SERVICE)
@@ -108,19 +132,7 @@ def generate(
         request.llm.base_url = llm_base_url
         request.llm.model = llm_model
         request.llm.batch_size = llm_batch_size
-    summary: pb.DatasetSummary | None = None
-    with progress(transient=as_json) as bar:
-        tasks: dict[str, Any] = {}
-        for event in stub().GenerateDataset(request):
-            if event.HasField("progress"):
-                p = event.progress
-                if p.stage not in tasks:
-                    tasks[p.stage] = bar.add_task(p.stage, total=p.total or None)
-                bar.update(tasks[p.stage], completed=p.done, total=p.total or None)
-            else:
-                summary = event.summary
-    if summary is None:
-        fail("the generation service ended the stream without a summary", "run the command again")
+    summary: pb.DatasetSummary = _follow(stub().GenerateDataset(request), transient=as_json)
     if as_json:
         console.print_json(summary.stats_json)
         return
@@ -371,23 +383,25 @@ def packs_list(
 @packs_app.command("show")
 def packs_show(
     name: Annotated[str, typer.Argument(help="Pack name.")],
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample", help="Also print this many generated examples (1 .. 100), to judge the voice."
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """One pack: persona, counts, styles, placeholders (read from disk; needs no service)."""
-    from talklike.generation.packs import PackInvalid, describe, load_pack
+    from talklike.generation.packs import describe
 
-    try:
-        info = describe(load_pack(name, _local_home(home)))
-    except PackInvalid as error:
-        for problem in error.problems:
-            err_console.print(Text(str(problem)))
-        fail(
-            f"pack {name!r} has {len(error.problems)} problems (listed above)", "fix them in the pack's files"
-        )
-    except TalklikeError as error:
-        fail(error.message, "`talklike packs list --local` shows the packs there are")
+    pack = _read_pack(name, home)
+    info = describe(pack)
+    samples = _samples(pack, sample, seed) if sample else []
     if as_json:
+        if sample:
+            info["samples"] = [dataclasses.asdict(s) for s in samples]
         console.print_json(data=info)
         return
     console.print(
@@ -423,6 +437,195 @@ def packs_show(
             markup=False,
         )
     )
+    if sample:
+        _print_samples(samples, sample)
+
+
+def _read_pack(name: str, home: str | None) -> Any:
+    """The pack ``name`` from disk, or fail() listing its problems."""
+    from talklike.generation.packs import PackInvalid, load_pack
+
+    try:
+        return load_pack(name, _local_home(home))
+    except PackInvalid as error:
+        for problem in error.problems:
+            err_console.print(Text(str(problem)))
+        fail(
+            f"pack {name!r} has {len(error.problems)} problems (listed above)", "fix them in the pack's files"
+        )
+    except TalklikeError as error:
+        fail(error.message, "`talklike packs list --local` shows the packs there are")
+
+
+def _samples(pack: Any, count: int, seed: int) -> list[Any]:
+    from talklike.generation.drafting.review import sample
+
+    try:
+        return sample(pack, count, seed)
+    except TalklikeError as error:
+        fail(error.message, "give --sample between 1 and 100")
+
+
+def _print_samples(samples: list[Any], wanted: int) -> None:
+    for number, s in enumerate(samples, start=1):
+        console.print(Text(f"\n{number}. [{s.style} · {s.topic} · {s.template_id}]", style="bold"))
+        console.print(Text(f"Q: {s.question}"))
+        console.print(Text("A: " + s.answer.replace("\n", "\n   ")))
+    if len(samples) < wanted:
+        warn(f"the pack produced only {len(samples)} distinct answers of the {wanted} asked for")
+
+
+@packs_app.command("diff")
+def packs_diff(
+    a: Annotated[str, typer.Argument(help="First pack.")],
+    b: Annotated[str, typer.Argument(help="Second pack.")],
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Compare two packs: sizes side by side, styles, and how their vocabularies overlap (from disk)."""
+    from talklike.generation.drafting.review import diff
+
+    result = diff(_read_pack(a, home), _read_pack(b, home))
+    if as_json:
+        console.print_json(data=result)
+        return
+    console.print(
+        table(
+            ["", a, b, "Δ"],
+            [(k, v["a"], v["b"], f"{v['delta']:+g}") for k, v in result["sizes"].items()],
+            title=f"{a} ({result['a']['language']}) vs {b} ({result['b']['language']})",
+            markup=False,
+        )
+    )
+    styles = result["styles"]
+    rows = [(s, c["a"], c["b"]) for s, c in styles["both"].items()]
+    rows += [(s, "—", "") for s in styles["only_a"]]
+    rows += [(s, "", "—") for s in styles["only_b"]]
+    console.print(table(["style", f"templates in {a}", f"templates in {b}"], rows, markup=False))
+    console.print(
+        table(
+            ["placeholder", "in", f"values in {a}", f"values in {b}", "shared"],
+            [
+                (f"{{{name}}}", row["in"], row["a"], row["b"], row["shared"])
+                for name, row in result["placeholders"].items()
+            ],
+            markup=False,
+        )
+    )
+    overlaps = [
+        (what, row["a"], row["b"], row["shared"], f"{row['jaccard']:.0%}")
+        for what, row in (
+            ("topics", result["topics"]),
+            ("words in templates", result["template_words"]),
+            ("catchphrases", result["catchphrases"]),
+        )
+    ]
+    console.print(table(["vocabulary", a, b, "shared", "overlap"], overlaps, markup=False))
+
+
+@packs_app.command("draft")
+@rpc_errors(SERVICE)
+def packs_draft(
+    name: Annotated[str, typer.Argument(help="Name of the new pack (lower-case letters, digits, - and _).")],
+    describe: Annotated[
+        str, typer.Option("--describe", help="Who the persona is, its language and tone, in plain words.")
+    ],
+    llm_base_url: Annotated[
+        str,
+        typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8054/v1 (key: OPENAI_API_KEY)."),
+    ],
+    llm_model: Annotated[str, typer.Option(help="The LLM's model name at that URL.")],
+    templates: Annotated[int, typer.Option(help="Answer templates wanted, 10 .. 5,000.")] = 400,
+    examples: Annotated[
+        Path | None,
+        typer.Option(help="A text file of sample answers in the persona's voice (blank-line separated)."),
+    ] = None,
+    language: Annotated[
+        str, typer.Option(help="BCP 47 tag of the persona's language (default: the LLM decides).")
+    ] = "",
+    styles: Annotated[int, typer.Option(help="Styles, 2 .. 8 (0 = chosen from --templates).")] = 0,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            help="Templates asked for per LLM call (0 = the service's setting; 3-5 for small models)."
+        ),
+    ] = 0,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature, 0 .. 2.")] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(help="Times a malformed answer is asked again with the problem, 0 .. 10 (default 2)."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Replace an existing user pack of that name once the draft passes.")
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option(help="Ignore answers cached by an earlier run (do not resume).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Draft a new persona pack with an LLM, step by step; it lands in <home>/packs/NAME only if it passes."""
+    request = pb.DraftPackRequest(
+        name=name,
+        description=describe,
+        template_count=max(0, templates),
+        language=language,
+        style_count=max(0, styles),
+        replace=replace,
+        fresh=fresh,
+        llm=pb.LlmOptions(base_url=llm_base_url, model=llm_model, batch_size=max(0, batch_size)),
+    )
+    if temperature is not None:
+        request.llm.temperature = temperature
+    if retries is not None:
+        request.malformed_retries = max(0, retries)
+    if examples is not None:
+        try:
+            request.examples = examples.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"cannot read the examples file {examples}: {error}", "give a UTF-8 text file")
+    summary: pb.DraftSummary = _follow(stub().DraftPack(request), transient=as_json)
+    if as_json:
+        console.print_json(summary.report_json)
+        return
+    report = json.loads(summary.report_json)
+    console.print(
+        table(
+            ["style", "templates", "asked for", "LLM calls"],
+            [(s, row["templates"], row["requested"], row["calls"]) for s, row in report["styles"].items()],
+            title=f"pack {summary.name} → {summary.pack_path}",
+            markup=False,
+        )
+    )
+    calls = (
+        f"{summary.llm_request_count} requests, {summary.cache_hit_count} answers from the cache, "
+        f"{summary.transport_retry_count} retried after errors, {summary.malformed_answer_count} malformed"
+    )
+    rows = [
+        ("templates", f"{summary.template_count} of {summary.requested_template_count}"),
+        ("questions", str(summary.question_count)),
+        ("placeholders", f"{summary.placeholder_count} ({summary.placeholder_value_count} values)"),
+        ("LLM", calls),
+        ("rejected items", f"{summary.rejected_item_count}"),
+        ("report", summary.report_path),
+        ("time", f"{summary.elapsed_ms / 1000:.1f} s"),
+    ]
+    console.print(table(["", ""], rows, markup=False))
+    if summary.rejected_by_reason:
+        console.print(
+            table(
+                ["rejected because", "items"],
+                sorted(summary.rejected_by_reason.items(), key=lambda kv: -kv[1]),
+                markup=False,
+            )
+        )
+    for note in report.get("notes", []):
+        warn(note)
+    if summary.shortfall_count:
+        warn(
+            f"{summary.shortfall_count} templates short of the {summary.requested_template_count} asked for: "
+            "run again with --replace and a larger --templates, or with a stronger model"
+        )
+    console.print(f"review it: talklike packs show {summary.name} --sample 10", markup=False)
 
 
 def register(app: typer.Typer) -> None:

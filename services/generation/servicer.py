@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import grpc
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+from talklike.common.errors import FailedPrecondition
 from talklike.common.service import ServiceBinding
 from talklike.generation import tokens
 from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRequest, Source
 from talklike.generation.dataset import DatasetResult
+from talklike.generation.drafting.drafter import Drafter, DraftResult, build_spec, check_target
 from talklike.generation.packs import PackEntry, describe
 from talklike.generation.settings import GenerationSettings
 from talklike.v1 import common_pb2
@@ -95,6 +98,32 @@ def summary_pb(result: DatasetResult, stats_json: str) -> pb.DatasetSummary:
     )
 
 
+def draft_summary_pb(result: DraftResult) -> pb.DraftSummary:
+    report = result.report
+    calls = report["calls"]
+    return pb.DraftSummary(
+        name=result.name,
+        pack_path=str(result.pack_path),
+        draft_dir=str(result.draft_dir),
+        report_path=str(result.report_path),
+        requested_template_count=report["requested_templates"],
+        template_count=report["templates"],
+        shortfall_count=report["shortfall"],
+        templates_per_style={style: row["templates"] for style, row in report["styles"].items()},
+        question_count=report["questions"],
+        placeholder_count=len(report["placeholders"]),
+        placeholder_value_count=sum(report["placeholders"].values()),
+        llm_request_count=calls["requests"],
+        cache_hit_count=calls["cache_hits"],
+        transport_retry_count=calls["transport_retries"],
+        malformed_answer_count=calls["malformed_answers"],
+        rejected_item_count=report["rejected"]["count"],
+        rejected_by_reason=report["rejected"]["by_reason"],
+        report_json=json.dumps(report, ensure_ascii=False),
+        elapsed_ms=int(result.elapsed_s * 1000),
+    )
+
+
 def source_of(request: pb.ValidateDatasetRequest | pb.EstimateCostRequest, name: str = "") -> Source:
     which = request.WhichOneof("source")
     if which == "content":
@@ -109,6 +138,9 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         self.core = core
         self.runs = 0
         self.examples = 0
+        self.drafts = 0
+        #: Pack names being drafted now; a second draft of one is refused.
+        self.drafting: set[str] = set()
 
     async def ListPacks(self, request: pb.ListPacksRequest, context: Any) -> pb.ListPacksResponse:
         entries = await asyncio.to_thread(self.core.packs)
@@ -212,6 +244,58 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             cost_usd=est.cost_usd,
         )
 
+    async def DraftPack(
+        self, request: pb.DraftPackRequest, context: Any
+    ) -> AsyncIterator[pb.DraftPackResponse]:
+        spec = build_spec(
+            name=request.name,
+            description=request.description,
+            template_count=request.template_count,
+            llm=lambda: self.core._llm_config(
+                LlmRequest(
+                    base_url=request.llm.base_url,
+                    model=request.llm.model,
+                    temperature=request.llm.temperature if request.llm.HasField("temperature") else None,
+                    batch_size=request.llm.batch_size,
+                )
+            ),
+            examples=request.examples,
+            language=request.language,
+            style_count=request.style_count,
+            malformed_retries=request.malformed_retries if request.HasField("malformed_retries") else None,
+            replace=request.replace,
+            fresh=request.fresh,
+        )
+        home = self.core.home
+        check_target(home, spec.name, spec.replace)
+        if spec.name in self.drafting:
+            raise FailedPrecondition(f"pack {spec.name!r} is being drafted right now; wait for that draft")
+        started = time.monotonic()
+        # Progress events, then None once the draft has ended (either way).
+        queue: asyncio.Queue[pb.DraftPackResponse | None] = asyncio.Queue()
+
+        async def on_progress(stage: str, done: int, total: int) -> None:
+            elapsed_ms = int((time.monotonic() - started) * 1000)
+            progress = common_pb2.Progress(stage=stage, done=done, total=total, elapsed_ms=elapsed_ms)
+            queue.put_nowait(pb.DraftPackResponse(progress=progress))
+
+        def ended(_task: asyncio.Task[DraftResult]) -> None:
+            self.drafting.discard(spec.name)
+            queue.put_nowait(None)
+
+        self.drafting.add(spec.name)
+        task = asyncio.create_task(Drafter(spec, home, on_progress).run())
+        task.add_done_callback(ended)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            result = task.result()
+        finally:
+            if not task.done():
+                task.cancel()  # the caller went away: stop asking the LLM
+        self.drafts += 1
+        yield pb.DraftPackResponse(summary=draft_summary_pb(result))
+
 
 class GenerationCollector(Collector):
     """Runs and examples generated since the service started."""
@@ -223,6 +307,9 @@ class GenerationCollector(Collector):
         yield CounterMetricFamily("talklike_generation_runs", "Datasets generated.", value=self.servicer.runs)
         yield CounterMetricFamily(
             "talklike_generation_examples", "Examples written to datasets.", value=self.servicer.examples
+        )
+        yield CounterMetricFamily(
+            "talklike_generation_drafts", "Persona packs drafted and published.", value=self.servicer.drafts
         )
 
 

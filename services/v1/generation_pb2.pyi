@@ -763,3 +763,235 @@ class EstimateCostResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EstimateCostResponse: _TypeAlias = EstimateCostResponse  # noqa: Y015
+
+@_typing.final
+class DraftPackRequest(_message.Message):
+    """Draft a new persona pack with an LLM behind an OpenAI-compatible endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    TEMPLATE_COUNT_FIELD_NUMBER: _builtins.int
+    LLM_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    STYLE_COUNT_FIELD_NUMBER: _builtins.int
+    MALFORMED_RETRIES_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    FRESH_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the new pack, [a-z0-9][a-z0-9_-]*; it is written to <home>/packs/<name>/."""
+    description: _builtins.str
+    """Who the persona is, its language and its tone, in plain words; required."""
+    examples: _builtins.str
+    """Sample answers in the persona's voice (blank lines separate them), at most 64 KiB; optional."""
+    template_count: _builtins.int
+    """Answer templates wanted, 10 .. 5,000."""
+    language: _builtins.str
+    """BCP 47 tag of the persona's language, e.g. "en"; empty = the LLM decides from the description."""
+    style_count: _builtins.int
+    """Styles to ask for, 2 .. 8; 0 = chosen from template_count (2 for small packs, up to 5)."""
+    malformed_retries: _builtins.int
+    """Times a malformed answer is asked again with the problem fed back, 0 .. 10; unset = 2."""
+    replace: _builtins.bool
+    """Replace an existing user pack of that name (only once the new draft passes every gate)."""
+    fresh: _builtins.bool
+    """Ignore answers cached by an earlier run of this draft: start afresh instead of resuming."""
+    @_builtins.property
+    def llm(self) -> Global___LlmOptions:
+        """The LLM that drafts; batch_size here is the templates asked for per call (0 = the service's setting)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        examples: _builtins.str = ...,
+        template_count: _builtins.int = ...,
+        llm: Global___LlmOptions | None = ...,
+        language: _builtins.str = ...,
+        style_count: _builtins.int = ...,
+        malformed_retries: _builtins.int | None = ...,
+        replace: _builtins.bool = ...,
+        fresh: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_malformed_retries", b"_malformed_retries", "llm", b"llm", "malformed_retries", b"malformed_retries"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_malformed_retries", b"_malformed_retries", "description", b"description", "examples", b"examples", "fresh", b"fresh", "language", b"language", "llm", b"llm", "malformed_retries", b"malformed_retries", "name", b"name", "replace", b"replace", "style_count", b"style_count", "template_count", b"template_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__malformed_retries: _TypeAlias = _typing.Literal["malformed_retries"]  # noqa: Y015
+    _WhichOneofArgType__malformed_retries: _TypeAlias = _typing.Literal["_malformed_retries", b"_malformed_retries"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__malformed_retries) -> _WhichOneofReturnType__malformed_retries | None: ...
+
+Global___DraftPackRequest: _TypeAlias = DraftPackRequest  # noqa: Y015
+
+@_typing.final
+class DraftSummary(_message.Message):
+    """The end of a successful draft: where the pack is and what it took."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TemplatesPerStyleEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class RejectedByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PACK_PATH_FIELD_NUMBER: _builtins.int
+    DRAFT_DIR_FIELD_NUMBER: _builtins.int
+    REPORT_PATH_FIELD_NUMBER: _builtins.int
+    REQUESTED_TEMPLATE_COUNT_FIELD_NUMBER: _builtins.int
+    TEMPLATE_COUNT_FIELD_NUMBER: _builtins.int
+    SHORTFALL_COUNT_FIELD_NUMBER: _builtins.int
+    TEMPLATES_PER_STYLE_FIELD_NUMBER: _builtins.int
+    QUESTION_COUNT_FIELD_NUMBER: _builtins.int
+    PLACEHOLDER_COUNT_FIELD_NUMBER: _builtins.int
+    PLACEHOLDER_VALUE_COUNT_FIELD_NUMBER: _builtins.int
+    LLM_REQUEST_COUNT_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_COUNT_FIELD_NUMBER: _builtins.int
+    TRANSPORT_RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    MALFORMED_ANSWER_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTED_ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTED_BY_REASON_FIELD_NUMBER: _builtins.int
+    REPORT_JSON_FIELD_NUMBER: _builtins.int
+    ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Pack name."""
+    pack_path: _builtins.str
+    """The pack's directory, <home>/packs/<name>."""
+    draft_dir: _builtins.str
+    """The draft's working directory: report.json, invalid/ and the answer cache (for resuming)."""
+    report_path: _builtins.str
+    """report.json: counts per style, every LLM call's outcome, rejected items by reason."""
+    requested_template_count: _builtins.int
+    """Answer templates asked for."""
+    template_count: _builtins.int
+    """Answer templates in the pack."""
+    shortfall_count: _builtins.int
+    """requested_template_count - template_count when the LLM could not deliver them all; 0 when met."""
+    question_count: _builtins.int
+    """Question templates in the pack."""
+    placeholder_count: _builtins.int
+    """Placeholders (the topic included)."""
+    placeholder_value_count: _builtins.int
+    """Values of all placeholders together."""
+    llm_request_count: _builtins.int
+    """Chat-completion requests sent (retries included)."""
+    cache_hit_count: _builtins.int
+    """Step answers taken from the cache of an earlier run instead of asked again."""
+    transport_retry_count: _builtins.int
+    """Requests repeated after a connection error, 429 or 5xx."""
+    malformed_answer_count: _builtins.int
+    """Answers that failed validation (each asked again with the problem, or set aside under invalid/)."""
+    rejected_item_count: _builtins.int
+    """Items (templates, values, questions) rejected under invalid/."""
+    report_json: _builtins.str
+    """The whole report.json."""
+    elapsed_ms: _builtins.int
+    """Wall time of the draft, in milliseconds."""
+    @_builtins.property
+    def templates_per_style(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Answer templates per style id."""
+
+    @_builtins.property
+    def rejected_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Rejected items per reason category, e.g. "no placeholder": 3."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        pack_path: _builtins.str = ...,
+        draft_dir: _builtins.str = ...,
+        report_path: _builtins.str = ...,
+        requested_template_count: _builtins.int = ...,
+        template_count: _builtins.int = ...,
+        shortfall_count: _builtins.int = ...,
+        templates_per_style: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        question_count: _builtins.int = ...,
+        placeholder_count: _builtins.int = ...,
+        placeholder_value_count: _builtins.int = ...,
+        llm_request_count: _builtins.int = ...,
+        cache_hit_count: _builtins.int = ...,
+        transport_retry_count: _builtins.int = ...,
+        malformed_answer_count: _builtins.int = ...,
+        rejected_item_count: _builtins.int = ...,
+        rejected_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        report_json: _builtins.str = ...,
+        elapsed_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit_count", b"cache_hit_count", "draft_dir", b"draft_dir", "elapsed_ms", b"elapsed_ms", "llm_request_count", b"llm_request_count", "malformed_answer_count", b"malformed_answer_count", "name", b"name", "pack_path", b"pack_path", "placeholder_count", b"placeholder_count", "placeholder_value_count", b"placeholder_value_count", "question_count", b"question_count", "rejected_by_reason", b"rejected_by_reason", "rejected_item_count", b"rejected_item_count", "report_json", b"report_json", "report_path", b"report_path", "requested_template_count", b"requested_template_count", "shortfall_count", b"shortfall_count", "template_count", b"template_count", "templates_per_style", b"templates_per_style", "transport_retry_count", b"transport_retry_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DraftSummary: _TypeAlias = DraftSummary  # noqa: Y015
+
+@_typing.final
+class DraftPackResponse(_message.Message):
+    """One event of DraftPack: progress while it runs, the summary last."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> _common_pb2.Progress:
+        """The current step (persona, voice, styles, topics, placeholders, vocabulary, templates, questions, check, write)."""
+
+    @_builtins.property
+    def summary(self) -> Global___DraftSummary:
+        """The final summary, sent once the pack is in place."""
+
+    def __init__(
+        self,
+        *,
+        progress: _common_pb2.Progress | None = ...,
+        summary: Global___DraftSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "summary"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___DraftPackResponse: _TypeAlias = DraftPackResponse  # noqa: Y015

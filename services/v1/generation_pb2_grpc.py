@@ -57,6 +57,11 @@ class GenerationServiceStub:
                 request_serializer=talklike_dot_v1_dot_generation__pb2.EstimateCostRequest.SerializeToString,
                 response_deserializer=talklike_dot_v1_dot_generation__pb2.EstimateCostResponse.FromString,
                 _registered_method=True)
+        self.DraftPack = channel.unary_stream(
+                '/talklike.v1.GenerationService/DraftPack',
+                request_serializer=talklike_dot_v1_dot_generation__pb2.DraftPackRequest.SerializeToString,
+                response_deserializer=talklike_dot_v1_dot_generation__pb2.DraftPackResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -93,6 +98,14 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DraftPack(self, request, context):
+        """Draft a new persona pack with an LLM, step by step: progress per step, then where the pack is.
+        The pack appears in <home>/packs/<name>/ only when it passes every quality gate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +128,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.EstimateCost,
                     request_deserializer=talklike_dot_v1_dot_generation__pb2.EstimateCostRequest.FromString,
                     response_serializer=talklike_dot_v1_dot_generation__pb2.EstimateCostResponse.SerializeToString,
+            ),
+            'DraftPack': grpc.unary_stream_rpc_method_handler(
+                    servicer.DraftPack,
+                    request_deserializer=talklike_dot_v1_dot_generation__pb2.DraftPackRequest.FromString,
+                    response_serializer=talklike_dot_v1_dot_generation__pb2.DraftPackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +246,33 @@ class GenerationService:
             '/talklike.v1.GenerationService/EstimateCost',
             talklike_dot_v1_dot_generation__pb2.EstimateCostRequest.SerializeToString,
             talklike_dot_v1_dot_generation__pb2.EstimateCostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DraftPack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/talklike.v1.GenerationService/DraftPack',
+            talklike_dot_v1_dot_generation__pb2.DraftPackRequest.SerializeToString,
+            talklike_dot_v1_dot_generation__pb2.DraftPackResponse.FromString,
             options,
             channel_credentials,
             insecure,

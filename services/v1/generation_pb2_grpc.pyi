@@ -44,6 +44,10 @@ class GenerationServiceStub:
     """Check a chat JSONL file line by line; bad lines are quarantined, good ones kept."""
     EstimateCost: _grpc.UnaryUnaryMultiCallable[_generation_pb2.EstimateCostRequest, _generation_pb2.EstimateCostResponse]
     """Token counts of a chat JSONL file and what fine-tuning on it would cost."""
+    DraftPack: _grpc.UnaryStreamMultiCallable[_generation_pb2.DraftPackRequest, _generation_pb2.DraftPackResponse]
+    """Draft a new persona pack with an LLM, step by step: progress per step, then where the pack is.
+    The pack appears in <home>/packs/<name>/ only when it passes every quality gate.
+    """
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
@@ -61,6 +65,10 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     """Check a chat JSONL file line by line; bad lines are quarantined, good ones kept."""
     EstimateCost: _aio.UnaryUnaryMultiCallable[_generation_pb2.EstimateCostRequest, _generation_pb2.EstimateCostResponse]  # type: ignore[assignment]
     """Token counts of a chat JSONL file and what fine-tuning on it would cost."""
+    DraftPack: _aio.UnaryStreamMultiCallable[_generation_pb2.DraftPackRequest, _generation_pb2.DraftPackResponse]  # type: ignore[assignment]
+    """Draft a new persona pack with an LLM, step by step: progress per step, then where the pack is.
+    The pack appears in <home>/packs/<name>/ only when it passes every quality gate.
+    """
 
 class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Persona packs → answers → journalist questions → a chat JSONL dataset; validation of any
@@ -99,5 +107,15 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_generation_pb2.EstimateCostResponse, _abc.Awaitable[_generation_pb2.EstimateCostResponse]]:
         """Token counts of a chat JSONL file and what fine-tuning on it would cost."""
+
+    @_abc_1.abstractmethod
+    def DraftPack(
+        self,
+        request: _generation_pb2.DraftPackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_generation_pb2.DraftPackResponse], _abc.AsyncIterator[_generation_pb2.DraftPackResponse]]:
+        """Draft a new persona pack with an LLM, step by step: progress per step, then where the pack is.
+        The pack appears in <home>/packs/<name>/ only when it passes every quality gate.
+        """
 
 def add_GenerationServiceServicer_to_server(servicer: GenerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
