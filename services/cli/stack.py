@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.text import Text
 from talklike.cli.output import console, err_console, fail, table
 from talklike.common import registry
-from talklike.common.errors import TalklikeError
+from talklike.common.errors import InvalidArgument, TalklikeError
 from talklike.common.settings import ServiceSettings
 
 HomeOption = Annotated[
@@ -253,8 +253,13 @@ def _stack(home: Path | None, only: str | None, *, need_specs: bool = True) -> A
                 entry = registry.get(name)
                 port = entry.default_port
                 specs.append(ServiceSpec(name, entry.full_name, "127.0.0.1", port, 0, ()))
-    except TalklikeError as error:
+    except InvalidArgument as error:
         fail(error.message, "use --only with names from: " + ", ".join(registry.SERVICES))
+    except TalklikeError as error:
+        fail(
+            error.message,
+            "install talklike with all its parts (`make install`), or leave that service out with --only",
+        )
     return Stack(data_home(home), specs)
 
 

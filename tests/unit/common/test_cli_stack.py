@@ -100,6 +100,15 @@ def test_up_rejects_unknown_only(tmp_path: Path) -> None:
     assert code == 1 and "only: unknown service(s) nope" in text
 
 
+def test_up_names_a_service_whose_code_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = registry.ServiceEntry("ghost", "talklike.v1.Ghost", 1, 2, "talklike.ghost.settings:X", "x:y")
+    monkeypatch.setattr(registry, "SERVICES", {"ghost": missing})
+    code, text = run_cli(["up", "--home", str(tmp_path)])
+    assert code == 1
+    assert "error: the ghost service is not available in this installation" in text
+    assert "leave that service out with --only" in text
+
+
 def test_status_and_down_on_an_empty_home(tmp_path: Path) -> None:
     code, text = run_cli(["status", "--home", str(tmp_path)])
     assert code == 0, text
