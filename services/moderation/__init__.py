@@ -1,0 +1,1 @@
+"""The moderation service: category scores for texts and chat datasets, before anything is uploaded."""
