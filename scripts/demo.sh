@@ -9,11 +9,11 @@ export TALKLIKE_HOME=${TALKLIKE_DEMO_HOME:-$PWD/var/demo}
 export TALKLIKE_INFERENCE_BASE_MODEL=${TALKLIKE_DEMO_BASE_MODEL:-smollm2}
 export TALKLIKE_LOG_FORMAT=text
 STEPS=${TALKLIKE_DEMO_STEPS:-120}
-# The seed's persona (babis) when its pack is built in; until then the English sample pack.
+# The seed's persona (babis) when its pack is built in and loads; until then the English sample pack.
 PACK=${TALKLIKE_DEMO_PACK:-babis}
-if [ -z "${TALKLIKE_DEMO_PACK:-}" ] && [ ! -f services/generation/packs/babis/persona.yaml ]; then
+if [ -z "${TALKLIKE_DEMO_PACK:-}" ] && ! "$BIN/python" -c "from talklike.generation.packs import load_pack; load_pack('babis')" 2>/dev/null; then
   PACK=puffington
-  echo "note: the babis pack is not built in yet; the demo uses the English pack puffington"
+  echo "note: the babis pack is not built in (or not complete) yet; the demo uses the English pack puffington"
 fi
 started=$(date +%s)
 
