@@ -21,7 +21,6 @@ from openpyxl import load_workbook
 pytestmark = pytest.mark.slow
 
 
-
 def complete_pack(name: str) -> bool:
     """Whether a built-in pack loads without problems (a pack being written may be incomplete)."""
     from talklike.generation.packs import load_pack
@@ -35,10 +34,6 @@ def complete_pack(name: str) -> bool:
 
 #: The seed's persona once its pack is built in and complete; until then the English sample pack.
 PACK = "babis" if complete_pack("babis") else "puffington"
-    "babis"
-    if (Path(__file__).resolve().parents[2] / "services/generation/packs/babis/persona.yaml").exists()
-    else "puffington"
-)
 
 
 def free_port() -> int:
