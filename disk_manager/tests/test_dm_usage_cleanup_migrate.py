@@ -113,6 +113,7 @@ def test_migrate_failure_half_way_leaves_the_old_cache_working(
         make_model(models_dir, f"m{i}", 4 * KIB, NOW)
     dm = DiskManager(CacheLocations.for_models_dir(models_dir))
     before = listing(models_dir)
+    env_before = os.environ.get("TALKLIKE_MODELS_DIR")
     copied: list[str] = []
     real_copy = migrate.copy_file
 
@@ -130,7 +131,7 @@ def test_migrate_failure_half_way_leaves_the_old_cache_working(
     assert not models_dir.is_symlink()
     assert listing(models_dir) == before
     assert sorted(e.key for e in dm.entries()) == [f"models:m{i}" for i in range(5)]  # still a working cache
-    assert "TALKLIKE_MODELS_DIR" not in os.environ
+    assert os.environ.get("TALKLIKE_MODELS_DIR") == env_before  # nothing exported
     assert [p.name for p in target.iterdir()] == []  # no staging directory left behind
 
     monkeypatch.setattr(migrate, "copy_file", real_copy)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from disk_manager.testing import KIB, make_model
@@ -144,7 +146,9 @@ async def test_migration_goes_only_to_allowed_targets_and_waits_for_writers(tmp_
         with pytest.raises(FailedPrecondition, match="being written"):
             await agent.migrate(str(tmp_path / "nfs"), dry_run=False)
     assert not models.is_symlink()
-    moved = await agent.migrate(str(tmp_path / "nfs"), dry_run=False)
+    with patch.dict(os.environ):  # the agent exports the new places into its own environment
+        moved = await agent.migrate(str(tmp_path / "nfs"), dry_run=False)
+        assert os.environ["TALKLIKE_MODELS_DIR"] == str((tmp_path / "nfs" / "models").resolve())
     assert models.is_symlink() and moved.bytes_moved >= 300 * KIB
     assert (await agent.usage())[0].used_bytes >= 300 * KIB  # the agent still sees its cache
 
