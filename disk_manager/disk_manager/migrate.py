@@ -114,14 +114,20 @@ def migrate_caches(locations: CacheLocations, target: Path, dry_run: bool = Fals
     """Move every managed cache directory under ``target/<kind>`` and export the new locations."""
     result = MigrationResult(dry_run=dry_run)
     target = target.expanduser().resolve()
-    if not dry_run:
-        target.mkdir(parents=True, exist_ok=True)
     kinds = {
         "models": locations.models,
         "hf": locations.hf_hub,
         "torch": locations.torch,
         "pip": locations.pip,
     }
+    for kind, src in kinds.items():
+        # A copy into the tree being copied would copy itself without end.
+        if src is not None and src.exists() and target.is_relative_to(src.resolve()):
+            raise MigrationError(
+                f"target {target} lies inside the {kind} cache {src.resolve()}; choose a place outside it"
+            )
+    if not dry_run:
+        target.mkdir(parents=True, exist_ok=True)
     for kind, src in kinds.items():
         if src is None:
             continue

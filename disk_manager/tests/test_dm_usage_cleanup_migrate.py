@@ -160,6 +160,15 @@ def test_migrate_refuses_a_cache_that_changes_while_it_is_copied(
     assert list((tmp_path / "workspace").iterdir()) == []
 
 
+def test_migrate_refuses_a_target_inside_a_cache(models_dir: Path) -> None:
+    make_model(models_dir, "a", 4 * KIB, NOW)
+    dm = DiskManager(CacheLocations.for_models_dir(models_dir))
+    for target in (models_dir, models_dir / "a" / "nfs"):
+        with pytest.raises(MigrationError, match="lies inside the models cache"):
+            dm.setup_network_storage(target)
+    assert not (models_dir / "a" / "nfs").exists() and not models_dir.is_symlink()
+
+
 def test_migrate_waits_for_entries_being_written(models_dir: Path, tmp_path: Path) -> None:
     make_model(models_dir, "converting", 4 * KIB, NOW)
     (models_dir / ".locks").mkdir()

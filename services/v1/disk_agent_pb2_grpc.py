@@ -93,6 +93,12 @@ class DiskAgentServiceServicer:
         """Make sure `required_bytes` are free, evicting LRU unpinned entries; FAILED_PRECONDITION
         with the shortfall in bytes when pins, locks or downloads make it impossible (then nothing
         is deleted).
+
+        For callers (training before a conversion or a run, inference before a download): pin
+        what you are about to read first (Pin), then ask with the bytes you will write, then write.
+        Already enough free: nothing is evicted. Concurrent calls are served one at a time, so two
+        callers never evict the same entry; each sees the space the other freed. It reserves
+        nothing: the space is free when the call returns, not kept for the caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

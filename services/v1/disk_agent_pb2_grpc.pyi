@@ -43,6 +43,12 @@ class DiskAgentServiceStub:
     """Make sure `required_bytes` are free, evicting LRU unpinned entries; FAILED_PRECONDITION
     with the shortfall in bytes when pins, locks or downloads make it impossible (then nothing
     is deleted).
+
+    For callers (training before a conversion or a run, inference before a download): pin
+    what you are about to read first (Pin), then ask with the bytes you will write, then write.
+    Already enough free: nothing is evicted. Concurrent calls are served one at a time, so two
+    callers never evict the same entry; each sees the space the other freed. It reserves
+    nothing: the space is free when the call returns, not kept for the caller.
     """
     Cleanup: _grpc.UnaryUnaryMultiCallable[_disk_agent_pb2.CleanupRequest, _disk_agent_pb2.CleanupResponse]
     """Delete caches that are safe to lose: pip, conda tarballs, unreferenced HF revisions."""
@@ -73,6 +79,12 @@ class DiskAgentServiceAsyncStub(DiskAgentServiceStub):
     """Make sure `required_bytes` are free, evicting LRU unpinned entries; FAILED_PRECONDITION
     with the shortfall in bytes when pins, locks or downloads make it impossible (then nothing
     is deleted).
+
+    For callers (training before a conversion or a run, inference before a download): pin
+    what you are about to read first (Pin), then ask with the bytes you will write, then write.
+    Already enough free: nothing is evicted. Concurrent calls are served one at a time, so two
+    callers never evict the same entry; each sees the space the other freed. It reserves
+    nothing: the space is free when the call returns, not kept for the caller.
     """
     Cleanup: _aio.UnaryUnaryMultiCallable[_disk_agent_pb2.CleanupRequest, _disk_agent_pb2.CleanupResponse]  # type: ignore[assignment]
     """Delete caches that are safe to lose: pip, conda tarballs, unreferenced HF revisions."""
@@ -112,6 +124,12 @@ class DiskAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Make sure `required_bytes` are free, evicting LRU unpinned entries; FAILED_PRECONDITION
         with the shortfall in bytes when pins, locks or downloads make it impossible (then nothing
         is deleted).
+
+        For callers (training before a conversion or a run, inference before a download): pin
+        what you are about to read first (Pin), then ask with the bytes you will write, then write.
+        Already enough free: nothing is evicted. Concurrent calls are served one at a time, so two
+        callers never evict the same entry; each sees the space the other freed. It reserves
+        nothing: the space is free when the call returns, not kept for the caller.
         """
 
     @_abc_1.abstractmethod
