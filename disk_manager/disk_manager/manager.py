@@ -169,7 +169,10 @@ class DiskManager:
                 removed.append(f"pip:{self.locations.pip}")
                 freed += size
                 if not dry_run:
-                    shutil.rmtree(self.locations.pip, ignore_errors=True)
+                    # Empty it, keep the directory: after a migration it is a link to the new
+                    # place, which rmtree would refuse (and ignore_errors would hide).
+                    for child in self.locations.pip.iterdir():
+                        _delete(child)
             if "conda" in kinds:
                 for pkgs in self.locations.conda_pkgs:
                     if not pkgs.is_dir():

@@ -75,7 +75,8 @@ def test_cleanup_removes_pip_conda_and_detached_hf_revisions(tmp_path: Path) -> 
     assert dry.freed_bytes >= 5000 + 3000 + 4 * KIB and pip.exists()
     done = dm.cleanup_cache()
     assert done.freed_bytes == dry.freed_bytes
-    assert not pip.exists() and not (conda / "numpy-1.0.tar.bz2").exists() and (conda / "numpy-1.0").exists()
+    assert list(pip.iterdir()) == [] and not (conda / "numpy-1.0.tar.bz2").exists()
+    assert (conda / "numpy-1.0").exists()
     assert not repo.exists()  # its only revision was stale, so huggingface_hub removes the repo
     with pytest.raises(ValueError, match="unknown cleanup kinds"):
         dm.cleanup_cache(kinds=["everything"])
@@ -104,6 +105,18 @@ def listing(root: Path) -> list[tuple[str, int]]:
         for p in root.rglob("*")
         if ".disk_manager" not in p.parts
     )
+
+
+def test_cleanup_after_migration_empties_the_moved_pip_cache(tmp_path: Path) -> None:
+    pip = tmp_path / "pip"
+    (pip / "http").mkdir(parents=True)
+    (pip / "http" / "x").write_bytes(b"x" * 5000)
+    dm = DiskManager(CacheLocations(pip=pip))
+    dm.setup_network_storage(tmp_path / "workspace")
+    assert pip.is_symlink()
+    removal = dm.cleanup_cache(kinds=["pip"])
+    assert removal.freed_bytes >= 5000 and removal.removed == [f"pip:{pip}"]
+    assert pip.is_symlink() and list((tmp_path / "workspace" / "pip").iterdir()) == []  # really freed
 
 
 def test_migrate_failure_half_way_leaves_the_old_cache_working(
