@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stack",
     "disk",
     "generation",
+    "moderation",
     "training",
     "inference",
     "evaluation",
