@@ -61,15 +61,10 @@ def talklike(*args: str, env: dict[str, str], timeout_s: float = 300) -> subproc
     )
 
 
-#: The services that exist so far; `talklike up --only` them. Once all five exist, the test runs
-#: plain `talklike up` (no --only) over the whole registry.
-STACK_SERVICES = ["generation", "training", "inference", "disk-agent"]
-
-
 @pytest.mark.slow
-def test_up_status_down(tmp_path: Path) -> None:
-    names = STACK_SERVICES
-    only = [] if set(names) == set(registry.SERVICES) else ["--only", ",".join(names)]
+def test_up_status_down_all_five(tmp_path: Path) -> None:
+    names = list(registry.SERVICES)
+    assert len(names) == 5
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALKLIKE_")}
     env.update({"COLUMNS": "200", "TALKLIKE_INFERENCE_BASE_MODEL": "tiny"})
@@ -83,7 +78,7 @@ def test_up_status_down(tmp_path: Path) -> None:
         env[prefix + "METRICS_PORT"] = str(ports[2 * index + 1])
         addresses[name] = (f"127.0.0.1:{ports[2 * index]}", entry.full_name)
 
-    up = talklike("up", "--home", str(home), "--timeout", "240", *only, env=env)
+    up = talklike("up", "--home", str(home), "--timeout", "240", env=env)
     pids: list[int] = []
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -104,15 +99,15 @@ def test_up_status_down(tmp_path: Path) -> None:
             assert "grpc.health.v1.Health" in seen[name]["services"]
             assert "grpc.reflection.v1alpha.ServerReflection" in seen[name]["services"]
 
-        status = talklike("status", "--home", str(home), *only, env=env, timeout_s=60)
+        status = talklike("status", "--home", str(home), env=env, timeout_s=60)
         assert status.returncode == 0, status.stderr
         assert status.stdout.count("SERVING") == len(names), status.stdout
 
-        again = talklike("up", "--home", str(home), *only, env=env)
+        again = talklike("up", "--home", str(home), env=env)
         assert again.returncode == 0, again.stderr
         assert again.stderr.count("already running") == len(names)
     finally:
-        down = talklike("down", "--home", str(home), *only, env=env, timeout_s=120)
+        down = talklike("down", "--home", str(home), env=env, timeout_s=120)
     assert down.returncode == 0, down.stdout + down.stderr
     assert down.stdout.count("stopped") == len(names), down.stdout
     for pid in pids:
