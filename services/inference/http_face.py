@@ -121,14 +121,21 @@ class HttpFace:
                 raise errors.InvalidArgument(f"messages[{i}]", "must be an object with a string content")
             turns.append(ChatTurn(str(m.get("role", "")), m["content"]))
         stop = body.get("stop") or []
-        stop = [stop] if isinstance(stop, str) else list(stop)
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 128
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise errors.InvalidArgument("stop", "must be a string or a list of strings")
+        tokens_field = (
+            "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+        )
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise errors.InvalidArgument("seed", f"must be an integer, got {seed!r}")
         sampling = Sampling(
-            temperature=float(body.get("temperature", 1.0)),
-            top_p=float(body.get("top_p", 1.0)),
-            max_new_tokens=int(max_tokens),
+            temperature=number(body, "temperature", 1.0),
+            top_p=number(body, "top_p", 1.0),
+            max_new_tokens=int(number(body, tokens_field, 128, integer=True)),
             stop_sequences=tuple(stop),
-            seed=body.get("seed"),
+            seed=seed,
             repetition_penalty=1.0,
         )
         adapter = "" if model in self.base_names() else model
@@ -141,6 +148,8 @@ class HttpFace:
             body = await request.json()
         except json.JSONDecodeError as exc:
             raise errors.InvalidArgument("body", f"is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise errors.InvalidArgument("body", "must be a JSON object")
         prompt, adapter, sampling, model = self._parse(body)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
@@ -197,6 +206,15 @@ class HttpFace:
         finally:
             await stream.aclose()
         return response
+
+
+def number(body: dict[str, Any], field: str, default: Any, integer: bool = False) -> float:
+    """A numeric request field (null = the default); anything else is a 400 naming the field, not a 500."""
+    value = default if body.get(field) is None else body[field]
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        kind = "an integer" if integer else "a number"
+        raise errors.InvalidArgument(field, f"must be {kind}, got {value!r}")
+    return float(value)
 
 
 def error_response(status: int, kind: str, message: str, param: str | None = None) -> Any:

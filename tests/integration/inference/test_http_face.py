@@ -71,3 +71,35 @@ async def test_openai_client_lists_models_and_chats_with_base_and_adapter(tiny_h
                 )
 
         await asyncio.to_thread(bad_calls)
+
+
+async def test_malformed_fields_are_a_400_naming_the_field(tiny_home: Path) -> None:
+    """What other tools send by mistake (null, strings for numbers, a list body) is a client error."""
+    import httpx
+
+    http_port = free_port()
+    settings = InferenceSettings(
+        home=tiny_home, base_model="tiny", port=0, metrics_port=0, http_port=http_port
+    )
+    async with running_service(create_service(settings), settings):
+        url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
+        chat = {"model": "tiny", "messages": [{"role": "user", "content": "Brusel?"}]}
+        cases = [
+            ({**chat, "temperature": "hot"}, "temperature"),
+            ({**chat, "max_tokens": "many"}, "max_tokens"),
+            ({**chat, "max_completion_tokens": 2.5}, "max_completion_tokens"),
+            ({**chat, "seed": "x"}, "seed"),
+            ({**chat, "stop": [1, 2]}, "stop"),
+            (["not", "an", "object"], "body"),
+        ]
+
+        def post_all() -> list[tuple[int, dict[str, object]]]:
+            with httpx.Client(timeout=60) as client:
+                replies = [client.post(url, json=body) for body, _ in cases]
+                fine = client.post(url, json={**chat, "temperature": None, "max_tokens": 3, "seed": 1})
+            assert fine.status_code == 200 and fine.json()["usage"]["completion_tokens"] == 3, fine.text
+            return [(r.status_code, r.json()["error"]) for r in replies]
+
+        replies = await asyncio.to_thread(post_all)
+    for (status, error), (_, field) in zip(replies, cases, strict=True):
+        assert status == 400 and error["type"] == "invalid_request_error" and error["param"] == field, error
