@@ -1,11 +1,15 @@
-"""The prompt of each drafting step: one small JSON object per call, with an example.
+"""The prompt of each drafting step: one small JSON object per call, shown by example first.
 
 The seed's lesson was that an LLM writes a usable pack only when the job is cut into small,
 detailed steps; a small model (SmolLM2-135M) needs that even more. So every prompt:
 
-- asks for one small JSON object with one or a few keys, and shows a complete example of it
-  (the example persona, a retired sea captain, is deliberately unlike any real request, so a
-  copied example is easy to spot and refuse);
+- asks for one small JSON object with one to three keys;
+- shows the format as a finished exchange before the real request: the same request for an
+  example persona (a retired sea captain, deliberately unlike any real request, so a copied
+  example is easy to spot and refuse) and its answer as the assistant's turn. Small chat
+  models follow such a worked example far more reliably than a format described in words
+  (measured on SmolLM2-135M: an inline example was echoed back as prose three times out of
+  three; the same request after a worked exchange came back as the JSON asked for);
 - repeats what the model needs from earlier steps (the persona, the style, the placeholders
   with sample values) instead of relying on a long conversation;
 - is a pure function of its inputs, so the same draft asks the same questions and the answer
@@ -22,6 +26,7 @@ SYSTEM = (
     "You write data files for a persona. You always reply with exactly one JSON object "
     "and nothing else: no explanation, no code fence."
 )
+ENDING = "Reply with the JSON object only."
 
 #: Names of common languages, so a prompt says "English" rather than only "en".
 LANGUAGES = {
@@ -39,10 +44,12 @@ LANGUAGES = {
     "uk": "Ukrainian",
 }
 
+EXAMPLE_DESCRIPTION = (
+    "A retired sea captain who runs the harbour café and has an opinion on everything; cheerful, salty."
+)
 EXAMPLE_PERSONA: dict[str, Any] = {
     "display_name": "Captain Nora Gale",
     "language": "en",
-    "signature": "Captain Nora Gale",
     "satire": False,
     "description": "A retired sea captain who runs the harbour café and has an opinion on everything.",
 }
@@ -62,6 +69,7 @@ EXAMPLE_PLACEHOLDERS = [
     {"name": "boast", "meaning": "something she is proud of"},
 ]
 EXAMPLE_VALUES = ["the harbour master", "the ferry company", "the tourists"]
+EXAMPLE_VOCAB = {"topic": EXAMPLE_TOPICS, "rival": EXAMPLE_VALUES}
 
 
 def language_name(code: str) -> str:
@@ -74,91 +82,139 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _messages(user: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+def _exchange(example_request: str, example_answer: Any, request: str) -> list[dict[str, str]]:
+    """System, the worked example (request and answer), then the real request."""
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": example_request},
+        {"role": "assistant", "content": _json(example_answer)},
+        {"role": "user", "content": request},
+    ]
 
 
 def _samples(examples: Sequence[str]) -> str:
     if not examples:
         return ""
     lines = "\n".join(f"- {e}" for e in examples)
-    return f"\nHow the persona talks (real examples):\n{lines}\n"
+    return f"How the persona talks (real examples):\n{lines}\n"
 
 
-def _persona_line(persona: Mapping[str, Any]) -> str:
-    return f"Persona: {persona['display_name']}. {persona['description']}"
+def _persona_line(card: Mapping[str, Any]) -> str:
+    return f"Persona: {card['display_name']}. {card['description']}\n"
+
+
+def _written(written: Sequence[str]) -> str:
+    if not written:
+        return ""
+    return "Already written (write different ones):\n" + "\n".join(f"- {t}" for t in written) + "\n"
+
+
+def _persona_request(description: str, language: str, examples: Sequence[str]) -> str:
+    keys = "display_name (its name), satire (true if it is a parody), description (one sentence)"
+    if not language:
+        keys += ", language (the code of its language: en, cs, de, ...)"
+    return (
+        f"Persona: {description}\n{_samples(examples)}"
+        f"Write the persona's card as a JSON object with the keys {keys}. {ENDING}"
+    )
 
 
 def persona(description: str, language: str, examples: Sequence[str]) -> list[dict[str, str]]:
-    """Step ``persona``: name, language, signature, satire and a short description."""
-    rule = (
-        f"The persona speaks {language_name(language)}; use language {language!r}."
-        if language
-        else "language is the code of the language the persona speaks (en, cs, de, ...)."
-    )
-    return _messages(
-        f"Here is a persona, described by the user:\n{description}\n{_samples(examples)}\n"
-        "Write its card as a JSON object with these keys: display_name (its name), language, "
-        "signature (the name it signs its answers with), satire (true if it is a parody), "
-        f"description (one or two sentences).\n{rule}\n"
-        f"Example of the format (for a different persona):\n{_json(EXAMPLE_PERSONA)}"
+    """Step ``persona``: name, satire, a one-sentence description (and language when not given)."""
+    example = dict(EXAMPLE_PERSONA)
+    if language:
+        del example["language"]
+    return _exchange(
+        _persona_request(EXAMPLE_DESCRIPTION, language, ()),
+        example,
+        _persona_request(description, language, examples),
     )
 
 
-def voice(persona_card: Mapping[str, Any], examples: Sequence[str]) -> list[dict[str, str]]:
+def _voice_request(card: Mapping[str, Any], examples: Sequence[str]) -> str:
+    return (
+        f"{_persona_line(card)}{_samples(examples)}"
+        f"Write, in {language_name(card['language'])}, a JSON object with the keys system_prompt "
+        "(two sentences telling a chatbot to answer journalists as this persona), catchphrases "
+        f"(5 short phrases the persona repeats) and fillers (2 words it says when it hesitates). {ENDING}"
+    )
+
+
+def voice(card: Mapping[str, Any], examples: Sequence[str]) -> list[dict[str, str]]:
     """Step ``voice``: the system prompt of the dataset, catchphrases and hesitation fillers."""
-    return _messages(
-        f"{_persona_line(persona_card)}\nLanguage: {language_name(persona_card['language'])}.\n"
-        f"{_samples(examples)}\n"
-        "Write a JSON object with: system_prompt (two sentences that tell a chatbot to answer "
-        "journalists as this persona), catchphrases (5 short phrases the persona repeats), "
-        "fillers (2 short words it says when it hesitates). Write them in the persona's language.\n"
-        f"Example of the format (for a different persona):\n{_json(EXAMPLE_VOICE)}"
+    return _exchange(_voice_request(EXAMPLE_PERSONA, ()), EXAMPLE_VOICE, _voice_request(card, examples))
+
+
+def _styles_request(card: Mapping[str, Any], count: int, examples: Sequence[str]) -> str:
+    return (
+        f"{_persona_line(card)}{_samples(examples)}"
+        f"List {count} different styles in which this persona answers a journalist, as a JSON object "
+        "with the key styles: each style has an id (one lower-case English word), a name and a "
+        f"description (one sentence). {ENDING}"
     )
 
 
-def styles(persona_card: Mapping[str, Any], count: int, examples: Sequence[str]) -> list[dict[str, str]]:
+def styles(card: Mapping[str, Any], count: int, examples: Sequence[str]) -> list[dict[str, str]]:
     """Step ``styles``: ``count`` distinct ways the persona answers."""
-    return _messages(
-        f"{_persona_line(persona_card)}\n{_samples(examples)}\n"
-        f"List {count} different styles in which this persona answers a journalist. Each style has "
-        "an id (one lower-case English word), a name and a description of one sentence.\n"
-        f"Example of the format (for a different persona):\n{_json({'styles': EXAMPLE_STYLES})}"
+    return _exchange(
+        _styles_request(EXAMPLE_PERSONA, len(EXAMPLE_STYLES), ()),
+        {"styles": EXAMPLE_STYLES},
+        _styles_request(card, count, examples),
     )
 
 
-def topics(persona_card: Mapping[str, Any], count: int) -> list[dict[str, str]]:
+def _topics_request(card: Mapping[str, Any], count: int) -> str:
+    return (
+        f"{_persona_line(card)}"
+        f"List {count} topics journalists ask this persona about, as a JSON object with the key "
+        f"topics. Each topic is a short noun phrase of 1 to 5 words in {language_name(card['language'])}. "
+        f"{ENDING}"
+    )
+
+
+def topics(card: Mapping[str, Any], count: int) -> list[dict[str, str]]:
     """Step ``topics``: the subjects journalists ask about (values of ``{topic}``)."""
-    return _messages(
-        f"{_persona_line(persona_card)}\n"
-        f"List {count} topics journalists ask this persona about. Each topic is a short noun "
-        f"phrase of 1 to 5 words in {language_name(persona_card['language'])}.\n"
-        f"Example of the format (for a different persona):\n{_json({'topics': EXAMPLE_TOPICS})}"
+    return _exchange(
+        _topics_request(EXAMPLE_PERSONA, len(EXAMPLE_TOPICS)),
+        {"topics": EXAMPLE_TOPICS},
+        _topics_request(card, count),
     )
 
 
-def placeholders(persona_card: Mapping[str, Any], count: int) -> list[dict[str, str]]:
+def _placeholders_request(card: Mapping[str, Any], count: int) -> str:
+    return (
+        f"{_persona_line(card)}"
+        "We will write this persona's answers with gaps, like 'It is the fault of {rival}.' "
+        f"List {count} kinds of words that fill such gaps (besides the topic), as a JSON object with "
+        f"the key placeholders: each has a name (one lower-case English word) and its meaning. {ENDING}"
+    )
+
+
+def placeholders(card: Mapping[str, Any], count: int) -> list[dict[str, str]]:
     """Step ``placeholders``: names of the word lists the templates will draw from."""
-    return _messages(
-        f"{_persona_line(persona_card)}\n"
-        "We will write answer templates with gaps, like 'It is the fault of {rival}.' "
-        f"List {count} kinds of words that fill such gaps for this persona (besides the topic). "
-        "Each has a name (one lower-case English word) and its meaning.\n"
-        "Example of the format (for a different persona):\n"
-        f"{_json({'placeholders': EXAMPLE_PLACEHOLDERS})}"
+    return _exchange(
+        _placeholders_request(EXAMPLE_PERSONA, len(EXAMPLE_PLACEHOLDERS)),
+        {"placeholders": EXAMPLE_PLACEHOLDERS},
+        _placeholders_request(card, count),
     )
 
 
-def vocabulary(persona_card: Mapping[str, Any], name: str, meaning: str, count: int) -> list[dict[str, str]]:
-    """Step ``vocabulary``: the values of one placeholder."""
+def _vocabulary_request(card: Mapping[str, Any], name: str, meaning: str, count: int) -> str:
     what = f" ({meaning})" if meaning else ""
-    return _messages(
-        f"{_persona_line(persona_card)}\n"
-        f"List {count} different values for the gap {{{name}}}{what}, as this persona would say "
-        f"them, in {language_name(persona_card['language'])}. Each value is 1 to 6 words that fit "
-        "in the middle of a sentence.\n"
-        f"Example of the format (for the gap {{rival}} of a different persona):\n"
-        f"{_json({'values': EXAMPLE_VALUES})}"
+    return (
+        f"{_persona_line(card)}"
+        f"List {count} different values for the gap {{{name}}}{what}, as this persona would say them "
+        f"in {language_name(card['language'])}, as a JSON object with the key values. Each value is "
+        f"1 to 6 words that fit in the middle of a sentence. {ENDING}"
+    )
+
+
+def vocabulary(card: Mapping[str, Any], name: str, meaning: str, count: int) -> list[dict[str, str]]:
+    """Step ``vocabulary``: the values of one placeholder."""
+    return _exchange(
+        _vocabulary_request(EXAMPLE_PERSONA, "rival", "who she blames", len(EXAMPLE_VALUES)),
+        {"values": EXAMPLE_VALUES},
+        _vocabulary_request(card, name, meaning, count),
     )
 
 
@@ -168,13 +224,7 @@ def _gaps(vocab: Mapping[str, Sequence[str]], meanings: Mapping[str, str]) -> st
         meaning = meanings.get(name, "")
         sample = ", ".join(values[:3])
         lines.append(f"{{{name}}}" + (f" = {meaning}" if meaning else "") + f" (e.g. {sample})")
-    return "\n".join(lines)
-
-
-def _written(written: Sequence[str]) -> str:
-    if not written:
-        return ""
-    return "\nAlready written (write different ones):\n" + "\n".join(f"- {t}" for t in written) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def example_template(topic_name: str, others: Sequence[str]) -> list[str]:
@@ -186,8 +236,27 @@ def example_template(topic_name: str, others: Sequence[str]) -> list[str]:
     ]
 
 
+def _templates_request(
+    card: Mapping[str, Any],
+    style: Mapping[str, str],
+    gaps: str,
+    topic_name: str,
+    count: int,
+    written: Sequence[str],
+    examples: Sequence[str],
+) -> str:
+    return (
+        f"{_persona_line(card)}Style {style['name']!r}: {style['description']}\n{_samples(examples)}"
+        f"Gaps, written exactly like this with curly braces:\n{gaps}{_written(written)}"
+        f"Write {count} different answers this persona gives a journalist, in the style "
+        f"{style['name']!r}, in {language_name(card['language'])}, as a JSON object with the key "
+        f"templates. Each answer is one to three sentences and contains the gap {{{topic_name}}}; it "
+        f"may use the other gaps. Do not sign the answers. {ENDING}"
+    )
+
+
 def templates(
-    persona_card: Mapping[str, Any],
+    card: Mapping[str, Any],
     style: Mapping[str, str],
     vocab: Mapping[str, Sequence[str]],
     meanings: Mapping[str, str],
@@ -196,21 +265,13 @@ def templates(
     written: Sequence[str],
     examples: Sequence[str],
 ) -> list[dict[str, str]]:
-    """Step ``templates``: ``count`` answer templates in one style."""
-    others = [n for n in vocab if n != topic_name]
-    done = _written(written)
-    return _messages(
-        f"{_persona_line(persona_card)}\n"
-        f"Style {style['name']!r}: {style['description']}\n"
-        f"{_samples(examples)}"
-        f"Gaps you can use, written exactly like this with curly braces:\n{_gaps(vocab, meanings)}\n"
-        f"{done}\n"
-        f"Write {count} different answers this persona gives a journalist, in the style "
-        f"{style['name']!r}, in {language_name(persona_card['language'])}. Each answer is one to "
-        f"three sentences and contains the gap {{{topic_name}}}; it may use the other gaps. "
-        "Do not sign the answers.\n"
-        "Example of the format:\n"
-        f"{_json({'templates': example_template(topic_name, others)})}"
+    """Step ``templates``: ``count`` answer templates in one style (the example uses the real gaps)."""
+    gaps = _gaps(vocab, meanings)
+    worked = example_template(topic_name, [n for n in vocab if n != topic_name])
+    return _exchange(
+        _templates_request(EXAMPLE_PERSONA, EXAMPLE_STYLES[1], gaps, topic_name, len(worked), (), ()),
+        {"templates": worked},
+        _templates_request(card, style, gaps, topic_name, count, written, examples),
     )
 
 
@@ -219,26 +280,32 @@ def example_questions(topic_name: str) -> list[str]:
     return [f"What do you say about {{{topic_name}}}?", f"Who is to blame for {{{topic_name}}}?"]
 
 
+def _questions_request(
+    card: Mapping[str, Any], gaps: str, topic_name: str, count: int, written: Sequence[str]
+) -> str:
+    return (
+        f"{_persona_line(card)}Gaps, written exactly like this with curly braces:\n{gaps}{_written(written)}"
+        f"Write {count} different questions a journalist asks this persona, in "
+        f"{language_name(card['language'])}, as a JSON object with the key questions. Each question "
+        f"is one sentence and contains the gap {{{topic_name}}}. {ENDING}"
+    )
+
+
 def questions(
-    persona_card: Mapping[str, Any],
+    card: Mapping[str, Any],
     vocab: Mapping[str, Sequence[str]],
     meanings: Mapping[str, str],
     topic_name: str,
     count: int,
     written: Sequence[str],
 ) -> list[dict[str, str]]:
-    """Step ``questions``: journalist questions with gaps."""
-    done = _written(written)
-    topic_only = {topic_name: vocab[topic_name]}
-    return _messages(
-        f"{_persona_line(persona_card)}\n"
-        f"Gaps you can use, written exactly like this with curly braces:\n{_gaps(topic_only, meanings)}\n"
-        f"{done}\n"
-        f"Write {count} different questions a journalist asks this persona, in "
-        f"{language_name(persona_card['language'])}. Each question is one sentence and contains "
-        f"the gap {{{topic_name}}}.\n"
-        "Example of the format:\n"
-        f"{_json({'questions': example_questions(topic_name)})}"
+    """Step ``questions``: journalist questions with the topic gap."""
+    gaps = _gaps({topic_name: vocab[topic_name]}, meanings)
+    worked = example_questions(topic_name)
+    return _exchange(
+        _questions_request(EXAMPLE_PERSONA, gaps, topic_name, len(worked), ()),
+        {"questions": worked},
+        _questions_request(card, gaps, topic_name, count, written),
     )
 
 
@@ -246,5 +313,5 @@ def feedback(reason: str) -> str:
     """The follow-up message after a malformed answer: the problem, and what to send instead."""
     return (
         f"That answer cannot be used: {reason}. Reply again with only the JSON object, "
-        "in exactly the format of the example."
+        "in the same format as the first answer above."
     )

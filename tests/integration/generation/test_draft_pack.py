@@ -79,6 +79,7 @@ QUESTION_TAILS = [
     "plan covers {topic}",
     "idea was {topic} originally",
 ]
+#: The worked example's answer says which step a request is.
 STEP_KEYS = {
     '{"display_name"': "persona",
     '{"system_prompt"': "voice",
@@ -118,15 +119,16 @@ class ScriptedLlm:
         self.requests.append(body)
         if self.down_after is not None and len(self.requests) > self.down_after:
             return web.json_response({"error": {"message": "overloaded"}}, status=500)
-        messages = body["messages"]
-        prompt = messages[1]["content"]
-        if len(messages) > 2:
+        messages = body["messages"]  # system, the worked example (user, assistant), the request
+        prompt = messages[3]["content"]
+        retry = len(messages) > 4
+        if retry:
             self.feedback_seen.append(messages[-1]["content"])
         if self.garbage_only:
             return self.reply(body, "I am happy to help! What would you like to know?")
-        step = step_of(prompt)
+        step = step_of(messages[2]["content"])
         self.steps.append(step)
-        return self.reply(body, self.answer(step, prompt, retry=len(messages) > 2))
+        return self.reply(body, self.answer(step, prompt, retry=retry))
 
     def answer(self, step: str, prompt: str, retry: bool) -> str:
         if step == "persona":
@@ -439,7 +441,7 @@ async def test_an_endpoint_that_goes_down_leaves_no_pack_and_the_rerun_resumes(
     sent_before = len(fake.requests)
     summary = (await draft(srv, draft_request(base_url, name="resumed")))[-1].summary
     assert summary.cache_hit_count == answered
-    first_new = fake.requests[sent_before]["messages"][1]["content"]
+    first_new = fake.requests[sent_before]["messages"][2]["content"]
     assert step_of(first_new) in ("vocabulary", "templates"), "answered steps were not asked again"
     assert (home / "packs" / "resumed" / "persona.yaml").is_file()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -172,12 +173,21 @@ def test_prompts_are_small_and_carry_an_example() -> None:
         prompts.vocabulary(card, "rival", "who is blamed", 6),
         prompts.templates(card, {"name": "Loud", "description": "Shouts."}, vocab, {}, "topic", 5, ["x"], ()),
         prompts.questions(card, vocab, {}, "topic", 5, []),
+        prompts.persona("someone", "en", ()),
     ]
     for messages in built:
-        assert [m["role"] for m in messages] == ["system", "user"]
-        assert "Example of the format" in messages[1]["content"]
-        assert len(messages[1]["content"]) < 2000
-    assert "Czech (cs)" in built[3][1]["content"]
-    assert '"Everyone asks me about {topic}. I say: ask {rival}!"' in built[6][1]["content"]
-    assert "Already written" in built[6][1]["content"] and "{rival} (e.g. opozice)" in built[6][1]["content"]
+        assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+        example = json.loads(messages[2]["content"])
+        assert isinstance(example, dict) and 1 <= len(example) <= 4, "one small object"
+        assert "JSON object only" in messages[3]["content"] and len(messages[3]["content"]) < 1500
+        assert "sea captain" in messages[1]["content"] and "sea captain" not in messages[3]["content"]
+    assert "Czech (cs)" in built[3][3]["content"]
+    assert json.loads(built[6][2]["content"]) == {
+        "templates": [
+            "Everyone asks me about {topic}. I say: ask {rival}!",
+            "{topic}? In my day we did not need {rival} to sort that out.",
+        ]
+    }
+    assert "Already written" in built[6][3]["content"] and "{rival} (e.g. opozice)" in built[6][3]["content"]
+    assert "language" in built[0][3]["content"] and "language" not in json.loads(built[8][2]["content"])
     assert prompts.persona("x", "", ()) == prompts.persona("x", "", ()), "pure: the cache key depends on it"
