@@ -561,6 +561,7 @@ def packs_draft(
     fresh: Annotated[
         bool, typer.Option(help="Ignore answers cached by an earlier run (do not resume).")
     ] = False,
+    satire: Annotated[bool, typer.Option(help="Mark the persona as satire in persona.yaml.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Draft a new persona pack with an LLM, step by step; it lands in <home>/packs/NAME only if it passes."""
@@ -572,6 +573,7 @@ def packs_draft(
         style_count=max(0, styles),
         replace=replace,
         fresh=fresh,
+        satire=satire,
         llm=pb.LlmOptions(base_url=llm_base_url, model=llm_model, batch_size=max(0, batch_size)),
     )
     if temperature is not None:

@@ -265,6 +265,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             malformed_retries=request.malformed_retries if request.HasField("malformed_retries") else None,
             replace=request.replace,
             fresh=request.fresh,
+            satire=request.satire,
         )
         home = self.core.home
         check_target(home, spec.name, spec.replace)

@@ -780,6 +780,7 @@ class DraftPackRequest(_message.Message):
     MALFORMED_RETRIES_FIELD_NUMBER: _builtins.int
     REPLACE_FIELD_NUMBER: _builtins.int
     FRESH_FIELD_NUMBER: _builtins.int
+    SATIRE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name of the new pack, [a-z0-9][a-z0-9_-]*; it is written to <home>/packs/<name>/."""
     description: _builtins.str
@@ -798,6 +799,8 @@ class DraftPackRequest(_message.Message):
     """Replace an existing user pack of that name (only once the new draft passes every gate)."""
     fresh: _builtins.bool
     """Ignore answers cached by an earlier run of this draft: start afresh instead of resuming."""
+    satire: _builtins.bool
+    """True for a satirical persona (persona.yaml `satire`); the user says so, the LLM is not asked."""
     @_builtins.property
     def llm(self) -> Global___LlmOptions:
         """The LLM that drafts; batch_size here is the templates asked for per call (0 = the service's setting)."""
@@ -815,10 +818,11 @@ class DraftPackRequest(_message.Message):
         malformed_retries: _builtins.int | None = ...,
         replace: _builtins.bool = ...,
         fresh: _builtins.bool = ...,
+        satire: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_malformed_retries", b"_malformed_retries", "llm", b"llm", "malformed_retries", b"malformed_retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_malformed_retries", b"_malformed_retries", "description", b"description", "examples", b"examples", "fresh", b"fresh", "language", b"language", "llm", b"llm", "malformed_retries", b"malformed_retries", "name", b"name", "replace", b"replace", "style_count", b"style_count", "template_count", b"template_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_malformed_retries", b"_malformed_retries", "description", b"description", "examples", b"examples", "fresh", b"fresh", "language", b"language", "llm", b"llm", "malformed_retries", b"malformed_retries", "name", b"name", "replace", b"replace", "satire", b"satire", "style_count", b"style_count", "template_count", b"template_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__malformed_retries: _TypeAlias = _typing.Literal["malformed_retries"]  # noqa: Y015
     _WhichOneofArgType__malformed_retries: _TypeAlias = _typing.Literal["_malformed_retries", b"_malformed_retries"]  # noqa: Y015

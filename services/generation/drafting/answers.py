@@ -129,7 +129,6 @@ class PersonaAnswer(StepAnswer):
     display_name: str = Field(min_length=2, max_length=80)
     language: str = Field(default="", max_length=35)
     signature: str = Field(default="", max_length=80)
-    satire: bool = False
     description: str = Field(min_length=10, max_length=1500)
 
     @field_validator("display_name", "signature")

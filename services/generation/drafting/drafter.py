@@ -135,6 +135,7 @@ class DraftSpec:
     malformed_retries: int = DEFAULT_MALFORMED_RETRIES
     replace: bool = False
     fresh: bool = False
+    satire: bool = False
 
 
 def split_examples(text: str) -> tuple[str, ...]:
@@ -163,6 +164,7 @@ def build_spec(
     malformed_retries: int | None = None,
     replace: bool = False,
     fresh: bool = False,
+    satire: bool = False,
 ) -> DraftSpec:
     """A DraftSpec, or InvalidArgument naming the first bad field (``llm`` is checked last)."""
     if not name or not NAME_RE.match(name) or len(name) > 64:
@@ -197,6 +199,7 @@ def build_spec(
         malformed_retries=retries,
         replace=replace,
         fresh=fresh,
+        satire=satire,
     )
 
 
@@ -452,7 +455,7 @@ class Drafter:
                 "display_name": answer.display_name,
                 "language": language,
                 "signature": signature,
-                "satire": answer.satire,
+                "satire": spec.satire,
                 "description": " ".join(answer.description.split()),
             }
             return _Parsed(card)

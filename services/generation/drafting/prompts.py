@@ -50,7 +50,6 @@ EXAMPLE_DESCRIPTION = (
 EXAMPLE_PERSONA: dict[str, Any] = {
     "display_name": "Captain Nora Gale",
     "language": "en",
-    "satire": False,
     "description": "A retired sea captain who runs the harbour café and has an opinion on everything.",
 }
 EXAMPLE_VOICE: dict[str, Any] = {
@@ -110,9 +109,9 @@ def _written(written: Sequence[str]) -> str:
 
 
 def _persona_request(description: str, language: str, examples: Sequence[str]) -> str:
-    keys = "display_name (its name), satire (true if it is a parody), description (one sentence)"
+    keys = "display_name (its name) and description (one sentence)"
     if not language:
-        keys += ", language (the code of its language: en, cs, de, ...)"
+        keys = "display_name (its name), description (one sentence) and language (the code of its language: en, cs, de, ...)"
     return (
         f"Persona: {description}\n{_samples(examples)}"
         f"Write the persona's card as a JSON object with the keys {keys}. {ENDING}"
@@ -120,7 +119,11 @@ def _persona_request(description: str, language: str, examples: Sequence[str]) -
 
 
 def persona(description: str, language: str, examples: Sequence[str]) -> list[dict[str, str]]:
-    """Step ``persona``: name, satire, a one-sentence description (and language when not given)."""
+    """Step ``persona``: name and a one-sentence description (and the language when not given).
+
+    Whether the persona is satire is the user's call (a request field): small models answer a
+    yes/no key with prose.
+    """
     example = dict(EXAMPLE_PERSONA)
     if language:
         del example["language"]

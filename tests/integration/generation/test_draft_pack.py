@@ -137,7 +137,6 @@ class ScriptedLlm:
                     "display_name": "Professor Quill",
                     "language": "en",
                     "signature": "Prof. Quill",
-                    "satire": True,
                     "description": "An absent-minded inventor who answers every question with a gadget.",
                 }
             )
@@ -306,6 +305,7 @@ def draft_request(base_url: str, name: str = "quill", **fields: Any) -> pb.Draft
         description="An eccentric English inventor who answers journalists with gadgets. Satire.",
         examples="Eureka! The tram line needs a clockwork owl.\n\nBy Jove, the budget is a steam kettle.",
         template_count=40,
+        satire=True,
         llm=pb.LlmOptions(base_url=base_url, model="drafter-1"),
     )
     for key, value in fields.items():

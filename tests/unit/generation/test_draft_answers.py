@@ -73,11 +73,10 @@ def test_persona_shape_errors_name_the_field() -> None:
     assert "display_name: String should have at least 2 characters" in info.value.reason
     assert "description: String should have at least 10 characters" in info.value.reason
     ok = parse_as(
-        '{"display_name": "Ann Example", "language": "EN_gb", "satire": "true", '
-        '"description": "A made-up persona for tests."}',
+        '{"display_name": "Ann Example", "language": "EN_gb", "description": "A made-up persona for tests."}',
         PersonaAnswer,
     )
-    assert (ok.language, ok.satire, ok.signature) == ("en-gb", True, "")
+    assert (ok.language, ok.signature) == ("en-gb", "")
 
 
 def test_styles_and_placeholders_accept_strings_for_items() -> None:
