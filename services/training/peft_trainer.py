@@ -169,10 +169,14 @@ class PeftTrainer:
         total_steps = len(plan)
         start_step = 0
         initial_eval: float | None = None
+        # Tokens and seconds of the runs before a restart: the manifest describes the whole job.
+        prior_tokens, prior_wall_s = 0, 0.0
         if (self.checkpoint / "state.json").exists():
             state = json.loads((self.checkpoint / "state.json").read_text())
             model = PeftModel.from_pretrained(model, str(self.checkpoint / "adapter"), is_trainable=True)
             start_step, initial_eval = int(state["step"]), state.get("initial_eval_loss")
+            prior_tokens = int(state.get("trained_tokens", 0))
+            prior_wall_s = float(state.get("wall_time_s", 0.0))
             self.emit(
                 "log",
                 f"resumed from the checkpoint at step {start_step}",
@@ -251,24 +255,37 @@ class PeftTrainer:
                         eval_perplexity=math.exp(min(eval_loss, 50)),
                     )
                 if done < total_steps:
-                    self._save_checkpoint(model, optimizer, scheduler, done, initial_eval)
+                    self._save_checkpoint(
+                        model,
+                        optimizer,
+                        scheduler,
+                        {
+                            "step": done,
+                            "initial_eval_loss": initial_eval,
+                            "trained_tokens": prior_tokens + trained_tokens,
+                            "wall_time_s": prior_wall_s + time.perf_counter() - started,
+                        },
+                    )
                     self.emit("checkpoint", f"checkpoint at step {done}", step=done, total_steps=total_steps)
         self.model = model
         return TrainingResult(
-            total_steps, loss_value, eval_loss, initial_eval, trained_tokens, time.perf_counter() - started
+            total_steps,
+            loss_value,
+            eval_loss,
+            initial_eval,
+            prior_tokens + trained_tokens,
+            prior_wall_s + time.perf_counter() - started,
         )
 
-    def _save_checkpoint(
-        self, model: Any, optimizer: Any, scheduler: Any, step: int, initial_eval: float | None
-    ) -> None:
+    def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
         import torch
 
-        staging = self.job_dir / f".checkpoint-{step}.tmp"
+        staging = self.job_dir / f".checkpoint-{state['step']}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(staging / "adapter")
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-        (staging / "state.json").write_text(json.dumps({"step": step, "initial_eval_loss": initial_eval}))
+        (staging / "state.json").write_text(json.dumps(state))
         old = self.job_dir / ".checkpoint-old"
         shutil.rmtree(old, ignore_errors=True)
         if self.checkpoint.exists():

@@ -192,7 +192,7 @@ def test_a_killed_service_resumes_the_job_from_its_checkpoint(
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.TrainingServiceStub(channel)
         job = stub.CreateJob(job_request(max_steps=100, eval_interval_steps=20)).job
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while stub.GetJob(pb.GetJobRequest(job_id=job.id)).job.step < 45:
             assert time.monotonic() < deadline, "the job made no progress"
             time.sleep(0.1)
@@ -203,7 +203,7 @@ def test_a_killed_service_resumes_the_job_from_its_checkpoint(
     try:
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.TrainingServiceStub(channel)
-            deadline = time.monotonic() + 400
+            deadline = time.monotonic() + 300
             while (current := stub.GetJob(pb.GetJobRequest(job_id=job.id)).job).state not in FINISHED:
                 assert time.monotonic() < deadline, "the resumed job did not finish"
                 time.sleep(0.2)
