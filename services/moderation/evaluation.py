@@ -5,8 +5,9 @@ labelled with the omni-moderation categories it belongs to (none for benign text
 kinds — ``harmful``, ``benign``, ``hard-negative`` (idioms, news, counter-speech, history,
 sex education, prevention: words that look harmful in texts that are not) and ``satire``
 (the babis persona's political satire, which must not be flagged). Its ``split`` is ``dev``
-for the texts the lexicon was tuned on and ``test`` for texts written afterwards and not
-tuned on, so the test figures are the honest ones.
+for the texts the lexicon was tuned on and ``test`` for texts written after the last tuning
+and never tuned on, so the test figures are the honest ones. (The first test split, once
+measured, was tuned on and moved to ``dev`` as ``dev2-*``; a fresh ``test`` split replaced it.)
 
 A category is *predicted* when the backend flags it (its own ``categories``, score ≥ 0.5 for
 the local backend); the ``any`` rows compare "has any label" with "flagged" and with "violates

