@@ -8,6 +8,7 @@ agree: the two backends are interchangeable behind the one Protocol.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -40,16 +41,24 @@ def vllm_available() -> bool:
     pytest.skip("the vLLM venv is not built here: run `make vllm-venv`")
 
 
-@pytest.fixture(scope="module")
-def vllm_service(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    vllm_available()
-    home = tmp_path_factory.mktemp("vllm-home")
-    shutil.copytree(tiny_home, home, dirs_exist_ok=True)
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def vllm_process(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The vLLM inference service: its gRPC address and its Prometheus /metrics URL.
+
+    Two generations at a time and two queued, so that a burst shows admission control.
+    """
+    vllm_available()
+    home = tmp_path_factory.mktemp("vllm-home")
+    shutil.copytree(tiny_home, home, dirs_exist_ok=True)
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALKLIKE_")}
     env.update(
         TALKLIKE_HOME=str(home),
@@ -57,9 +66,11 @@ def vllm_service(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         TALKLIKE_INFERENCE_BACKEND="vllm",
         TALKLIKE_INFERENCE_BASE_MODEL="tiny",
         TALKLIKE_INFERENCE_PORT=str(port),
-        TALKLIKE_INFERENCE_METRICS_PORT="0",
+        TALKLIKE_INFERENCE_METRICS_PORT=str(metrics_port),
         TALKLIKE_INFERENCE_HTTP_PORT="0",
         TALKLIKE_INFERENCE_PRELOAD_ADAPTERS="persona",
+        TALKLIKE_INFERENCE_MAX_CONCURRENCY="2",
+        TALKLIKE_INFERENCE_MAX_QUEUE="2",
         VLLM_CPU_KVCACHE_SPACE="1",
     )
     log = (home / "vllm.log").open("w")
@@ -75,7 +86,7 @@ def vllm_service(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
                     f"the vLLM inference service did not come up:\n{(home / 'vllm.log').read_text()[-3000:]}"
                 )
             time.sleep(1)
-        yield address
+        yield address, f"http://127.0.0.1:{metrics_port}/metrics"
     finally:
         process.terminate()
         try:
@@ -83,6 +94,11 @@ def vllm_service(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture
+def vllm_service(vllm_process: tuple[str, str]) -> str:
+    return vllm_process[0]
 
 
 @pytest.fixture
@@ -166,3 +182,105 @@ async def test_vllm_scores_agree_and_errors_are_the_same(
                 break
         models = await stub.ListModels(pb.ListModelsRequest())
         assert models.base.backend == "vllm" and [a.name for a in models.adapters] == ["persona"]
+
+
+def scrape(url: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """One sample from the service's /metrics page, as Prometheus would read it (0 when absent)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == (labels or {}):
+                return float(sample.value)
+    return 0.0
+
+
+async def test_vllm_cancel_stops_generation_and_limits_hold(vllm_process: tuple[str, str]) -> None:
+    """The transformers backend's cancel, time limit, stop sequence and admission tests, on vLLM."""
+    address, metrics = vllm_process
+    long = pb.SamplingParams(max_new_tokens=450, temperature=1.0, seed=1)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.InferenceServiceStub(channel)
+
+        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="Brusel", sampling=long))
+        received = 0
+        async for _ in call:
+            received += 1
+            if received == 3:
+                call.cancel()
+                break
+        started = time.monotonic()
+        while scrape(metrics, "talklike_inference_active_generations") != 0:
+            assert time.monotonic() - started < 1.0, "a cancelled generation still holds its slot"
+            await asyncio.sleep(0.02)
+        produced = scrape(metrics, "talklike_inference_generated_tokens_total", {"adapter": ""})
+        await asyncio.sleep(0.5)
+        assert scrape(metrics, "talklike_inference_generated_tokens_total", {"adapter": ""}) == produced
+        assert (
+            scrape(metrics, "talklike_inference_requests_total", {"adapter": "", "stop_reason": "cancelled"})
+            >= 1
+        )
+
+        limited = await stub.Generate(pb.GenerateRequest(prompt="Brusel", sampling=long, time_limit_ms=100))
+        assert limited.stop_reason == pb.STOP_REASON_TIME_LIMIT and limited.usage.completion_tokens < 450
+
+        full = (
+            await stub.Generate(
+                pb.GenerateRequest(prompt="Brusel", sampling=pb.SamplingParams(max_new_tokens=40))
+            )
+        ).text
+        stop = full[len(full) // 2 : len(full) // 2 + 6]
+        cut = await stub.Generate(
+            pb.GenerateRequest(
+                prompt="Brusel", sampling=pb.SamplingParams(max_new_tokens=40, stop_sequences=[stop])
+            )
+        )
+        assert cut.text == full[: full.index(stop)] and cut.stop_reason == pb.STOP_REASON_STOP_SEQUENCE
+
+        async def one() -> str:
+            try:
+                reply = await stub.Generate(
+                    pb.GenerateRequest(prompt="Brusel", sampling=pb.SamplingParams(max_new_tokens=40))
+                )
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name
+            return pb.StopReason.Name(reply.stop_reason)
+
+        outcomes = await asyncio.gather(*(one() for _ in range(10)))
+    refused = [o for o in outcomes if o == "RESOURCE_EXHAUSTED"]
+    done = [o for o in outcomes if o in ("STOP_REASON_MAX_TOKENS", "STOP_REASON_EOS")]
+    assert len(refused) + len(done) == 10 and refused and len(done) >= 4, outcomes
+
+
+async def test_vllm_loads_and_unloads_adapters_by_name(vllm_service: str) -> None:
+    question = pb.Conversation(
+        messages=[common_pb2.ChatMessage(role=common_pb2.CHAT_ROLE_USER, content=QUESTIONS[1])]
+    )
+    request = pb.GenerateRequest(
+        chat=question, adapter="second", sampling=pb.SamplingParams(max_new_tokens=16)
+    )
+    async with grpc.aio.insecure_channel(vllm_service) as channel:
+        stub = pb_grpc.InferenceServiceStub(channel)
+        await stub.LoadAdapter(pb.LoadAdapterRequest(name="second", path="persona"))
+        try:
+            second = (await stub.Generate(request)).text
+            same = (
+                await stub.Generate(
+                    pb.GenerateRequest(chat=question, adapter="persona", sampling=request.sampling)
+                )
+            ).text
+            assert second == same  # the same weights under another name
+            names = [a.name for a in (await stub.ListModels(pb.ListModelsRequest())).adapters]
+            assert sorted(names) == ["persona", "second"]
+        finally:
+            await stub.UnloadAdapter(pb.UnloadAdapterRequest(name="second"))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Generate(request)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.LoadAdapter(pb.LoadAdapterRequest(name="evil", path="../../etc"))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
