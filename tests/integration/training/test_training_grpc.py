@@ -287,3 +287,46 @@ async def test_no_disk_room_fails_the_job_before_any_work(
     assert "for training" in refused.error_message
     assert not (persona_home / "adapters").exists()
     assert not (persona_home / "jobs" / job.id).exists() and not (persona_home / "jobs" / second.id).exists()
+
+
+@pytest.mark.slow
+async def test_a_finished_adapter_is_loaded_into_the_running_inference_service(
+    persona_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever sees "succeeded" can chat with the adapter at once: the worker loaded it first."""
+    from talklike.inference.servicer import create_service as inference_service
+    from talklike.inference.settings import InferenceSettings
+    from talklike.v1 import common_pb2
+    from talklike.v1 import inference_pb2 as ipb
+    from talklike.v1 import inference_pb2_grpc as ipb_grpc
+
+    inference_settings = InferenceSettings(
+        home=persona_home, base_model="tiny", port=0, metrics_port=0, http_port=0
+    )
+    async with running_service(inference_service(inference_settings), inference_settings) as inference:
+        monkeypatch.setenv("TALKLIKE_INFERENCE_ADDRESS", inference.address)  # the worker inherits it
+        settings = settings_for(persona_home).model_copy(update={"notify_inference": True})
+        async with running_service(create_service(settings), settings) as srv:
+            stub = pb_grpc.TrainingServiceStub(srv.channel())
+            job = (await stub.CreateJob(job_request(max_steps=3))).job
+            done = await wait_finished(stub, job.id, 240)
+            events = [e async for e in stub.StreamJobEvents(pb.StreamJobEventsRequest(job_id=job.id))]
+        assert done.state == pb.JOB_STATE_SUCCEEDED, done.error_message
+        loaded = [i for i, e in enumerate(events) if "loaded into the inference service" in e.message]
+        succeeded = [i for i, e in enumerate(events) if e.state == pb.JOB_STATE_SUCCEEDED]
+        assert loaded and loaded[0] < succeeded[0]
+
+        istub = ipb_grpc.InferenceServiceStub(inference.channel())
+        models = await istub.ListModels(ipb.ListModelsRequest())
+        assert [a.name for a in models.adapters] == ["persona"]
+        assert json.loads(models.adapters[0].manifest_json)["job_id"] == job.id
+        reply = await istub.Generate(
+            ipb.GenerateRequest(
+                chat=ipb.Conversation(
+                    messages=[common_pb2.ChatMessage(role=common_pb2.CHAT_ROLE_USER, content="Brusel?")]
+                ),
+                adapter="persona",
+                sampling=ipb.SamplingParams(max_new_tokens=4),
+            )
+        )
+        assert reply.usage.completion_tokens > 0
