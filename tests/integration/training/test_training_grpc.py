@@ -153,13 +153,13 @@ async def test_examples_without_assistant_tokens_fail_the_job(persona_home: Path
     assert failed.state == pb.JOB_STATE_FAILED and failed.error_code == "no_assistant_tokens"
 
 
-@pytest.mark.slow
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_killed_service_resumes_the_job_from_its_checkpoint(
     persona_home: Path, free_port, request: pytest.FixtureRequest
 ) -> None:  # type: ignore[no-untyped-def]
