@@ -130,7 +130,7 @@ async def service_runs(home: Path, texts: list[str], dataset: Path, repeats: int
 
 
 def main() -> None:
-    names = [e.name for e in list_packs(None)]
+    names = [e.name for e in list_packs(None) if e.pack is not None]
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pack", default="babis" if "babis" in names else "puffington")
     parser.add_argument("--repeats", type=int, default=5)
