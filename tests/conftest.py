@@ -16,11 +16,21 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_talklike_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Hide the caller's TALKLIKE_* variables from the test."""
+    """Hide the caller's TALKLIKE_* variables from the test, and undo what the code under test exports.
+
+    A cache migration exports its new places (TALKLIKE_MODELS_DIR, HF_HUB_CACHE) into os.environ,
+    which monkeypatch does not track; left there, they would change later tests (disk_manager's).
+    """
     for name in list(os.environ):
         if name.startswith("TALKLIKE_"):
             monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
     yield
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    for name, value in before.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def _free_port() -> int:
