@@ -59,19 +59,53 @@ class Rejection:
         return f"{self.category}: {self.detail}" if self.detail else self.category
 
 
+def _span_end(text: str, start: int) -> int:
+    """Where the bracketed value opening at ``start`` closes (brackets counted outside strings),
+    or the end of ``text`` when it never does."""
+    depth = 0
+    in_string = escaped = False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return len(text)
+
+
 def extract_json(content: str) -> Any:
-    """The first complete JSON object or array in ``content``; Malformed says why there is none."""
+    """The first complete JSON object or array in ``content``; Malformed says why there is none.
+
+    A value that fails to parse is skipped as a whole (to where its brackets close): an inner
+    object of a broken list is not taken for the answer, whose error is reported instead.
+    """
     decoder = json.JSONDecoder()
-    starts = [i for i, ch in enumerate(content) if ch in "{["][:MAX_JSON_STARTS]
+    starts = [i for i, ch in enumerate(content) if ch in "{["]
     if not starts:
         shown = " ".join(content.split())[:80]
         raise Malformed(f"the answer is not JSON (it has no {{ or [): {shown!r}")
     first_error = ""
-    for start in starts:
+    position = starts[0]
+    for _ in range(MAX_JSON_STARTS):
         try:
-            value, _end = decoder.raw_decode(content, start)
+            value, _end = decoder.raw_decode(content, position)
         except json.JSONDecodeError as error:
-            first_error = first_error or f"{error.msg} at character {error.pos - start}"
+            first_error = first_error or f"{error.msg} at character {error.pos - position}"
+            after = _span_end(content, position)
+            position = next((i for i in starts if i >= after), -1)
+            if position < 0:
+                break
             continue
         return value
     raise Malformed(f"the answer is not valid JSON ({first_error})")

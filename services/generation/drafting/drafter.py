@@ -499,15 +499,17 @@ class Drafter:
                 elif style_id in example_ids and item.description in {
                     s["description"] for s in prompts.EXAMPLE_STYLES
                 }:
-                    rejected.append(Rejection("styles", shown, "copied from the example", ""))
+                    rejected.append(
+                        Rejection("styles", shown, "copied from the example", "not this persona's")
+                    )
                 elif any(s["id"] == style_id for s in kept):
                     rejected.append(Rejection("styles", shown, "duplicate value", f"id {style_id!r} twice"))
                 elif len(kept) >= wanted:
                     rejected.append(Rejection("styles", shown, "beyond the requested count", ""))
                 else:
                     kept.append({"id": style_id, "name": item.name, "description": item.description})
-            if len(kept) < 2:
-                raise Malformed(f"{len(kept)} usable styles; give {wanted} different styles")
+            if not kept:
+                raise _too_few("styles", wanted, rejected)
             return _Parsed(kept, rejected)
 
         messages = prompts.styles(self.plan.card, wanted, self.spec.examples)
@@ -523,7 +525,7 @@ class Drafter:
             values, rejected = clean_values("topics", answer.topics, max_chars=60)
             kept = _without_examples("topics", values, prompts.EXAMPLE_TOPICS, rejected)
             if len(kept) < MIN_TOPICS:
-                raise Malformed(f"only {len(kept)} usable topics; give {wanted} short, different topics")
+                raise _too_few("topics", wanted, rejected, len(kept))
             return _Parsed(kept, rejected)
 
         messages = prompts.topics(self.plan.card, wanted)
@@ -549,7 +551,9 @@ class Drafter:
                 else:
                     kept[name] = item.meaning
             if not kept:
-                raise Malformed("no usable placeholder name (one lower-case word each, not 'topic')")
+                raise _too_few(
+                    "placeholder names (one lower-case word each, not 'topic')", PLACEHOLDER_NAMES, rejected
+                )
             return _Parsed(kept, rejected)
 
         messages = prompts.placeholders(self.plan.card, PLACEHOLDER_NAMES)
@@ -567,7 +571,7 @@ class Drafter:
                 values, rejected = clean_values(f"vocabulary/{name}", answer.values, max_chars=60)
                 kept = _without_examples(f"vocabulary/{name}", values, prompts.EXAMPLE_VALUES, rejected)
                 if len(kept) < MIN_VALUES:
-                    raise Malformed(f"only {len(kept)} usable values; give {wanted} different short values")
+                    raise _too_few("values", wanted, rejected, len(kept))
                 return _Parsed(kept, rejected)
 
             return parse
@@ -926,6 +930,14 @@ def _without_examples(
         else:
             kept.append(value)
     return kept
+
+
+def _too_few(what: str, wanted: int, rejected: list[Rejection], usable: int = 0) -> Malformed:
+    """The answer had too few usable items: say so, with why the first items were set aside."""
+    why = "; ".join(f"{r.item[:60]!r} {r.reason}" for r in rejected[:3])
+    return Malformed(
+        f"{usable} usable {what}" + (f" ({why})" if why else "") + f"; give {wanted} new, different {what}"
+    )
 
 
 def _duplicate(step: str, text: str, why: str) -> Rejection:

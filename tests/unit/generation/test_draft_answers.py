@@ -52,12 +52,18 @@ def test_the_first_complete_json_value_is_found_in_prose_and_fences(content: str
         ("Sure, I can help with that.", "not JSON (it has no { or [)"),
         ('{"templates": ["unterminated', "not valid JSON (Unterminated string"),
         ("", "not JSON"),
+        # A broken list is reported as broken, not salvaged as one of its inner objects.
+        ('{"styles": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}}]', "Expecting ',' delimiter"),
     ],
 )
 def test_no_json_is_malformed_with_a_reason(content: str, reason: str) -> None:
     with pytest.raises(Malformed) as info:
         extract_json(content)
     assert reason in info.value.reason
+
+
+def test_a_value_after_broken_prose_braces_is_found() -> None:
+    assert extract_json('I {think} this: {"values": ["a \\" }", "b"]}') == {"values": ['a " }', "b"]}
 
 
 def test_list_answers_accept_a_bare_list_or_another_key() -> None:
