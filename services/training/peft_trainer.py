@@ -228,7 +228,7 @@ class PeftTrainer:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             trained_tokens += int(batch["attention_mask"].sum())
             done = step + 1
             elapsed = time.perf_counter() - started
