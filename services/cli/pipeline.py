@@ -26,7 +26,9 @@ def run(
     max_steps: Annotated[int, typer.Option(help="LoRA training steps.")] = 120,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
-    max_tokens: Annotated[int, typer.Option(help="Longest training example in tokens.")] = 128,
+    max_tokens: Annotated[
+        int, typer.Option(help="Longest training example in tokens (babis examples run to ~250).")
+    ] = 256,
     lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = 2r).")] = 16,
     eval_questions: Annotated[int, typer.Option(help="Held-out questions in the benchmark.")] = 24,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length in the benchmark.")] = 64,

@@ -26,7 +26,7 @@ class PipelineConfig:
     max_steps: int = 120
     learning_rate: float = 3e-4
     batch_size: int = 4
-    max_sequence_tokens: int = 128
+    max_sequence_tokens: int = 256
     lora_r: int = 16
     lora_alpha: float = 32.0
     eval_questions: int = 24
