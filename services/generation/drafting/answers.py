@@ -35,6 +35,7 @@ _BRACKETS = re.compile(r"[\[<]\s*([A-Za-z_][A-Za-z0-9_]*)\s*[\]>]")
 
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
+ListAnswerT = TypeVar("ListAnswerT", bound="ListAnswer")
 
 
 class Malformed(ValueError):
@@ -59,13 +60,12 @@ class Rejection:
         return f"{self.category}: {self.detail}" if self.detail else self.category
 
 
-def _span_end(text: str, start: int) -> int:
-    """Where the bracketed value opening at ``start`` closes (brackets counted outside strings),
-    or the end of ``text`` when it never does."""
-    depth = 0
+def _brackets(text: str) -> tuple[list[tuple[int, str]], bool]:
+    """The brackets of ``text`` outside JSON strings, with their positions, and whether the text
+    ends inside a string."""
+    found: list[tuple[int, str]] = []
     in_string = escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
+    for i, ch in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -75,12 +75,18 @@ def _span_end(text: str, start: int) -> int:
                 in_string = False
         elif ch == '"':
             in_string = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+        elif ch in "{[]}":
+            found.append((i, ch))
+    return found, in_string
+
+
+def _span_end(text: str, start: int) -> int:
+    """Where the bracketed value opening at ``start`` closes, or the end of ``text``."""
+    depth = 0
+    for i, ch in _brackets(text[start:])[0]:
+        depth += 1 if ch in "{[" else -1
+        if depth == 0:
+            return start + i + 1
     return len(text)
 
 
@@ -109,6 +115,68 @@ def extract_json(content: str) -> Any:
             continue
         return value
     raise Malformed(f"the answer is not valid JSON ({first_error})")
+
+
+def _closers(head: str) -> str | None:
+    """The brackets that close what ``head`` left open; None when it ends inside a string."""
+    found, in_string = _brackets(head)
+    if in_string:
+        return None
+    stack: list[str] = []
+    for _i, ch in found:
+        if ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif stack:
+            stack.pop()
+    return "".join(reversed(stack))
+
+
+#: Tries at cutting a truncated answer back to a complete item.
+MAX_SALVAGE_CUTS = 30
+
+
+def salvage_truncated(content: str) -> tuple[Any, str] | None:
+    """A list answer cut off mid-item (the reply ran out of tokens), closed after its last
+    complete string item: (value, the cut-off rest), or None when no cut parses.
+
+    Small models often start repeating themselves until ``max_tokens`` ends the reply; the
+    items written before that are as good as in a complete answer.
+    """
+    starts = [i for i, ch in enumerate(content) if ch in "{["]
+    if not starts:
+        return None
+    text = content[starts[0] :]
+    cuts = [m.start() + 1 for m in re.finditer(r'"\s*,', text)][-MAX_SALVAGE_CUTS:]
+    for cut in reversed(cuts):
+        head = text[:cut]
+        closers = _closers(head)
+        if closers is None:
+            continue
+        try:
+            return json.loads(head + closers), text[cut:].lstrip(" ,\n")
+        except ValueError:
+            continue
+    return None
+
+
+def parse_list(content: str, model: type[ListAnswerT], step: str) -> tuple[ListAnswerT, list[Rejection]]:
+    """``content`` as a one-list answer; a reply cut off mid-list keeps its complete items, and
+    the cut-off rest is returned as a rejection."""
+    try:
+        return parse_as(content, model), []
+    except Malformed as error:
+        saved = salvage_truncated(content)
+        if saved is None:
+            raise
+        value, rest = saved
+        try:
+            answer = model.model_validate(value)
+        except ValidationError:
+            raise error from None
+        shown = " ".join(rest.split())[:200]
+        return answer, [
+            Rejection(step, shown, "cut off", "the reply ended mid-item; the complete items were kept")
+        ]
 
 
 def describe_validation(error: ValidationError, limit: int = 3) -> str:

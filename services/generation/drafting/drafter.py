@@ -60,6 +60,7 @@ from talklike.generation.drafting.answers import (
     check_text,
     clean_values,
     parse_as,
+    parse_list,
     placeholder_name,
     slug,
 )
@@ -258,6 +259,7 @@ class _Plan:
     templates: dict[str, list[CheckedText]] = field(default_factory=dict)
     questions: list[CheckedText] = field(default_factory=list)
     style_calls: Counter[str] = field(default_factory=Counter)
+    quota: dict[str, int] = field(default_factory=dict)
 
 
 async def _no_progress(stage: str, done: int, total: int) -> None:
@@ -521,8 +523,9 @@ class Drafter:
         wanted = topic_count(self.spec.template_count)
 
         def parse(content: str) -> _Parsed:
-            answer = parse_as(content, TopicsAnswer)
-            values, rejected = clean_values("topics", answer.topics, max_chars=60)
+            answer, rejected = parse_list(content, TopicsAnswer, "topics")
+            values, bad = clean_values("topics", answer.topics, max_chars=60)
+            rejected += bad
             kept = _without_examples("topics", values, prompts.EXAMPLE_TOPICS, rejected)
             if len(kept) < MIN_TOPICS:
                 raise _too_few("topics", wanted, rejected, len(kept))
@@ -567,8 +570,9 @@ class Drafter:
 
         def parser(name: str) -> Callable[[str], _Parsed]:
             def parse(content: str) -> _Parsed:
-                answer = parse_as(content, ValuesAnswer)
-                values, rejected = clean_values(f"vocabulary/{name}", answer.values, max_chars=60)
+                answer, rejected = parse_list(content, ValuesAnswer, f"vocabulary/{name}")
+                values, bad = clean_values(f"vocabulary/{name}", answer.values, max_chars=60)
+                rejected += bad
                 kept = _without_examples(f"vocabulary/{name}", values, prompts.EXAMPLE_VALUES, rejected)
                 if len(kept) < MIN_VALUES:
                     raise _too_few("values", wanted, rejected, len(kept))
@@ -617,10 +621,9 @@ class Drafter:
         added to ``index`` here: the caller commits, in a fixed order)."""
 
         def parse(content: str) -> _Parsed:
-            answer = parse_as(content, answer_type)
+            answer, rejected = parse_list(content, answer_type, rules.step)
             items = answer.templates if isinstance(answer, TemplatesAnswer) else answer.questions
             kept: list[CheckedText] = []
-            rejected: list[Rejection] = []
             local = TextIndex()
             for item in items:
                 checked = check_text(item, rules)
@@ -661,7 +664,7 @@ class Drafter:
         """Template batches in rounds: one batch per unfinished style at a time, committed in style order."""
         spec = self.spec
         style_ids = [s["id"] for s in self.plan.styles]
-        quota = quotas(spec.template_count, style_ids)
+        quota = self.plan.quota = quotas(spec.template_count, style_ids)
         per_call = max(1, spec.llm.batch_size)
         budget = {s: batch_budget(quota[s], per_call) for s in style_ids}
         stalled = dict.fromkeys(style_ids, 0)
@@ -717,6 +720,22 @@ class Drafter:
                     f"style {style}: {len(kept[style])} of {quota[style]} templates ({why} after "
                     f"{self.plan.style_calls[style]} calls)"
                 )
+        # A style without templates cannot be mixed in: drop it while others have some.
+        empty = [s for s in style_ids if not kept[s]]
+        if len(empty) < len(style_ids):
+            for style in empty:
+                self.log.notes.append(f"style {style} dropped: no usable templates")
+                del kept[style]
+            self.plan.styles = [s for s in self.plan.styles if s["id"] in kept]
+        total = sum(len(v) for v in kept.values())
+        if total < MIN_TEMPLATES:
+            failed = [s for s in self.log.steps if s["step"].startswith("templates/") and not s["ok"]]
+            last = f" (last problem: {failed[-1]['problem']})" if failed else ""
+            raise self._fail(
+                f"the LLM at {self.spec.llm.base_url} gave {total} usable templates of the "
+                f"{spec.template_count} asked for in {sum(self.plan.style_calls.values())} batches; a pack "
+                f"needs at least {MIN_TEMPLATES}{last}"
+            )
 
     async def _questions(self) -> None:
         wanted = question_count(self.spec.template_count)
@@ -838,8 +857,6 @@ class Drafter:
     def _report(self, status: str, problem: str, pack_path: Path | None) -> dict[str, Any]:
         spec, plan, log = self.spec, self.plan, self.log
         stats = self._caller.stats
-        style_ids = [s["id"] for s in plan.styles]
-        quota = quotas(spec.template_count, style_ids) if style_ids else {}
         accepted = sum(len(v) for v in plan.templates.values())
         reasons = Counter(r.category for r in log.items)
         return {
@@ -861,7 +878,7 @@ class Drafter:
             "styles": {
                 s["id"]: {
                     "name": s["name"],
-                    "requested": quota.get(s["id"], 0),
+                    "requested": plan.quota.get(s["id"], 0),
                     "templates": len(plan.templates.get(s["id"], [])),
                     "calls": plan.style_calls.get(s["id"], 0),
                 }

@@ -104,6 +104,8 @@ class ScriptedLlm:
     """The loopback LLM: what it was asked, and how it misbehaves."""
 
     garbage_only: bool = False
+    #: Answer every template request with prose.
+    no_templates: bool = False
     #: Answer HTTP 500 to every request after this many (None = never).
     down_after: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -211,6 +213,8 @@ class ScriptedLlm:
 
     def templates(self, prompt: str, retry: bool) -> str:
         self.template_calls += 1
+        if self.no_templates:
+            return "Here are some great answers for the professor!"
         style = STYLE.search(prompt).group(1)  # type: ignore[union-attr]
         wanted = int(WANTED.search(prompt).group(1))  # type: ignore[union-attr]
         if self.template_calls == 1 and not retry:
@@ -231,6 +235,8 @@ class ScriptedLlm:
                 texts[0],  # exact duplicate within the answer
                 " ".join(reversed(texts[1].split())),  # the same words in another order
             ]
+        if self.template_calls == 3:  # ran out of tokens mid-item: the complete items are kept
+            return json.dumps({"templates": [*texts, "And then the {topic} went on and on and on"]})[:-12]
         return json.dumps({"templates": texts})
 
     def sentence(self) -> str:
@@ -368,6 +374,7 @@ async def test_a_forty_template_pack_is_drafted_gated_published_and_generates(
         "exact duplicate",
         "near duplicate",
         "copied from the example",
+        "cut off",
         "stray brace",
         "duplicate value",
         "too long",
@@ -463,6 +470,23 @@ async def test_an_endpoint_that_returns_garbage_stops_with_the_report(
     draft_dir = home / "drafts" / "junk"
     assert json.loads((draft_dir / "report.json").read_text())["status"] == "failed"
     assert len(jsonl(draft_dir / "invalid" / "answers.jsonl")) == 2
+
+
+async def test_a_model_that_writes_no_templates_stops_before_the_questions(
+    service: tuple[RunningService, Path], llm: tuple[ScriptedLlm, str]
+) -> None:
+    srv, home = service
+    fake, base_url = llm
+    fake.no_templates = True
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await draft(srv, draft_request(base_url, name="empty", template_count=10, malformed_retries=0))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = info.value.details() or ""
+    assert "gave 0 usable templates of the 10 asked for in 6 batches; a pack needs at least 10" in details
+    assert "last problem: the answer is not JSON" in details
+    assert "questions" not in fake.steps and not (home / "packs" / "empty").exists()
+    report = json.loads((home / "drafts" / "empty" / "report.json").read_text())
+    assert report["status"] == "failed" and report["calls"]["malformed_answers"] == 6
 
 
 async def test_an_unreachable_endpoint_names_the_url_and_what_to_check(

@@ -16,8 +16,10 @@ from talklike.generation.drafting.answers import (
     clean_values,
     extract_json,
     parse_as,
+    parse_list,
     placeholder_name,
     repair_placeholders,
+    salvage_truncated,
     slug,
 )
 
@@ -64,6 +66,20 @@ def test_no_json_is_malformed_with_a_reason(content: str, reason: str) -> None:
 
 def test_a_value_after_broken_prose_braces_is_found() -> None:
     assert extract_json('I {think} this: {"values": ["a \\" }", "b"]}') == {"values": ['a " }', "b"]}
+
+
+def test_a_reply_cut_off_mid_list_keeps_its_complete_items() -> None:
+    cut = '{"templates": ["one {topic}", "two {topic}", "three and three and thr'
+    answer, rejected = parse_list(cut, TemplatesAnswer, "templates/x")
+    assert answer.templates == ["one {topic}", "two {topic}"]
+    assert [(r.category, r.item) for r in rejected] == [("cut off", '"three and three and thr')]
+    assert salvage_truncated('["a", "b", "c') == (["a", "b"], '"c')
+    assert salvage_truncated('{"values": {"x": {"y": "z", "w') is not None, "closes nested objects"
+    assert salvage_truncated("no json at all") is None
+    with pytest.raises(Malformed, match="not valid JSON"):
+        parse_list('{"templates": ["only one, cut', TemplatesAnswer, "templates/x")
+    complete, none = parse_list('{"templates": ["a"]}', TemplatesAnswer, "t")
+    assert complete.templates == ["a"] and none == []
 
 
 def test_list_answers_accept_a_bare_list_or_another_key() -> None:
