@@ -5,6 +5,9 @@ Baselines, each measured in the same run on the same loaded model (tiny by defau
      InferenceCore.stream called in the server's process, at concurrency 1 and 8 (target ≥ 0.95×);
   2. throughput with 8 concurrent requests  vs  1 request at a time (dynamic batching, target ≥ 3×);
   3. p50 latency of a unary Tokenize call over gRPC  vs  the same call in-process (target: < 1 ms added).
+Each throughput figure is the median of ROUNDS measurements of REQUESTS requests (2,048 tokens by
+default: seconds of work rather than a fraction of one), in-process and gRPC measured alternately so that
+a change in the machine's load hits both sides alike.
 Run with `.venv/bin/python bench/bench_inference.py` (transformers) or, for vLLM-CPU,
 `.venv-vllm/bin/python bench/bench_inference.py --backend vllm`.
 """
@@ -33,7 +36,19 @@ from talklike.v1 import inference_pb2 as pb
 from talklike.v1 import inference_pb2_grpc as pb_grpc
 
 QUESTION = "Jak hodnotíte inflaci a ceny energií?"
-TOKENS = 64
+TOKENS = 128
+REQUESTS = 16  # per measurement: 16 one after another at concurrency 1, two waves of 8 at 8
+ROUNDS = 5
+
+
+async def waves(one, concurrency: int) -> float:  # type: ignore[no-untyped-def]
+    """Tokens/s of REQUESTS requests, ``concurrency`` at a time."""
+    started = time.perf_counter()
+    tokens = 0
+    for wave in range(REQUESTS // concurrency):
+        seeds = range(wave * concurrency, (wave + 1) * concurrency)
+        tokens += sum(await asyncio.gather(*(one(seed) for seed in seeds)))
+    return tokens / (time.perf_counter() - started)
 
 
 async def in_process(core: InferenceCore, concurrency: int) -> float:
@@ -47,9 +62,7 @@ async def in_process(core: InferenceCore, concurrency: int) -> float:
             count = event.completion_tokens
         return count
 
-    started = time.perf_counter()
-    tokens = sum(await asyncio.gather(*(one(i) for i in range(concurrency))))
-    return tokens / (time.perf_counter() - started)
+    return await waves(one, concurrency)
 
 
 async def over_grpc(stub: pb_grpc.InferenceServiceStub, concurrency: int) -> float:
@@ -66,33 +79,28 @@ async def over_grpc(stub: pb_grpc.InferenceServiceStub, concurrency: int) -> flo
             count = message.completion_tokens
         return count
 
-    started = time.perf_counter()
-    tokens = sum(await asyncio.gather(*(one(i) for i in range(concurrency))))
-    return tokens / (time.perf_counter() - started)
+    return await waves(one, concurrency)
 
 
-async def best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
-    return max([await fn() for _ in range(repeats)])
+def client_process(address: str, concurrency: int, tokens: int, requests: int) -> float:
+    """The gRPC side as a real client: its own process and event loop, like any other tool.
 
-
-def client_process(address: str, concurrency: int, repeats: int) -> float:
-    """The gRPC side as a real client: its own process and event loop, like any other tool."""
+    The channel is connected (one short request) before the clock starts. The sizes come as
+    arguments: a spawned process has the module's defaults, not the command line's.
+    """
+    global TOKENS, REQUESTS
+    TOKENS, REQUESTS = tokens, requests
 
     async def run() -> float:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.InferenceServiceStub(channel)
-            return max([await over_grpc(stub, concurrency) for _ in range(repeats)])
+            await stub.Tokenize(pb.TokenizeRequest(prompt="x"))
+            return await over_grpc(stub, concurrency)
 
     return asyncio.run(run())
 
 
-async def remote_best_of(address: str, concurrency: int) -> float:
-    loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return await loop.run_in_executor(pool, client_process, address, concurrency, 3)
-
-
-async def main(backend: str, base_model: str) -> None:
+async def main(backend: str, base_model: str, torch_threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = InferenceSettings(
             home=Path(tmp),
@@ -102,6 +110,7 @@ async def main(backend: str, base_model: str) -> None:
             metrics_port=0,
             http_port=0,
             max_concurrency=8,
+            torch_threads=torch_threads,
         )
         core = InferenceCore(settings, create_backend(settings))
         await core.start()
@@ -113,17 +122,32 @@ async def main(backend: str, base_model: str) -> None:
         )
         async with running_service(binding, settings) as srv:
             stub = pb_grpc.InferenceServiceStub(srv.channel())
-            await in_process(core, 2)  # warm-up
-            print(f"backend {backend}, model {base_model}, {TOKENS} tokens per request, best of 3")
+            await in_process(core, 8)  # warm-up
+            print(
+                f"backend {backend}, model {base_model}, {TOKENS} tokens per request, "
+                f"{REQUESTS} requests per measurement, median of {ROUNDS} (alternating)"
+            )
             rates = {}
-            for concurrency in (1, 8):
-                local = await best_of(lambda c=concurrency: in_process(core, c))
-                remote = await remote_best_of(srv.address, concurrency)
-                rates[concurrency] = (local, remote)
-                print(
-                    f"concurrency {concurrency}: in-process {local:7.1f} tok/s, gRPC stream {remote:7.1f} tok/s, "
-                    f"ratio gRPC/in-process {remote / local:.3f}x (target >= 0.95x)"
-                )
+            loop = asyncio.get_running_loop()
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                await loop.run_in_executor(pool, abs, 0)  # the client process is up before timing
+                for concurrency in (1, 8):
+                    locals_, remotes = [], []
+                    for _ in range(ROUNDS):
+                        locals_.append(await in_process(core, concurrency))
+                        remotes.append(
+                            await loop.run_in_executor(
+                                pool, client_process, srv.address, concurrency, TOKENS, REQUESTS
+                            )
+                        )
+                    local, remote = statistics.median(locals_), statistics.median(remotes)
+                    rates[concurrency] = (local, remote)
+                    spread = sorted(r / lo for r, lo in zip(remotes, locals_, strict=True))
+                    print(
+                        f"concurrency {concurrency}: in-process {local:7.1f} tok/s, gRPC stream {remote:7.1f} tok/s, "
+                        f"ratio gRPC/in-process {remote / local:.3f}x (target >= 0.95x; "
+                        f"pairwise {spread[0]:.2f}-{spread[-1]:.2f})"
+                    )
             print(
                 f"batching: 8 concurrent vs 1 at a time: {rates[8][1] / rates[1][1]:.2f}x through gRPC, "
                 f"{rates[8][0] / rates[1][0]:.2f}x in-process (target >= 3x)"
@@ -154,5 +178,17 @@ if __name__ == "__main__":
     )
     parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
     parser.add_argument("--base-model", default="tiny")
+    parser.add_argument("--tokens", type=int, default=TOKENS, help="max_new_tokens per request")
+    parser.add_argument(
+        "--requests", type=int, default=REQUESTS, help="requests per measurement (a multiple of 8)"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch CPU threads in the server (0 = torch's default); both sides use the same backend",
+    )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="measurements per side")
     args = parser.parse_args()
-    asyncio.run(main(args.backend, args.base_model))
+    TOKENS, REQUESTS, ROUNDS = args.tokens, args.requests, args.rounds  # a slow model wants fewer
+    asyncio.run(main(args.backend, args.base_model, args.torch_threads))

@@ -42,6 +42,14 @@ class InferenceSettings(ServiceSettings):
     batch_wait_ms: int = Field(
         default=5, ge=0, le=1000, description="How long a new batch waits for more requests to join it."
     )
+    stream_interval_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="A stream sends what was generated at most this often (the first token at once, "
+        "the last with the stop reason); 0 = a message per token. With a fast model, fewer and larger "
+        "messages leave more CPU for generating.",
+    )
     max_context_tokens: int = Field(
         default=0, ge=0, description="Most prompt + answer tokens; 0 = the model's own limit."
     )

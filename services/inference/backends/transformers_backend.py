@@ -6,7 +6,9 @@ with a shared KV cache. Each row has its own sampling settings, seed and adapter
 ``adapter_names`` applies a different LoRA (or none, ``__base__``) per row of one forward
 pass. Rows that finish (or are cancelled, or run out of time) leave the batch at once, so a
 cancelled request stops costing compute within one step. Requests that arrive mid-wave wait
-for the next one (after ``batch_wait_ms`` for company).
+for the next one (after ``batch_wait_ms`` for company). Tokens go out at most every
+``stream_interval_ms`` (the first at once): with a fast model, a message per token would cost
+the event loop more than the decoding.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class _Row:
     queue: asyncio.Queue[Chunk]
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated: list[int] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+    sent_at: float = 0.0
     deadline: float | None = None
     generator: Any = None
 
@@ -186,6 +190,7 @@ class TransformersBackend:
         )
         past: Any = None
         active = list(rows)
+        interval_s = self.settings.stream_interval_ms / 1000
         while active:
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             step_positions = positions if past is None else positions[:, -1:]
@@ -219,7 +224,11 @@ class TransformersBackend:
                     stop = StopReason.MAX_TOKENS
                 elif row.deadline is not None and now >= row.deadline:
                     stop = StopReason.TIME_LIMIT
-                outbox.append((row, Chunk(token_ids=[] if stop is StopReason.EOS else [token], stop=stop)))
+                if stop is not StopReason.EOS:
+                    row.unsent.append(token)
+                if stop is not None or len(row.generated) == 1 or now - row.sent_at >= interval_s:
+                    outbox.append((row, Chunk(token_ids=row.unsent, stop=stop)))
+                    row.unsent, row.sent_at = [], now
                 if stop is None:
                     keep.append(i)
                     next_tokens.append(token)

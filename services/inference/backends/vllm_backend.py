@@ -4,7 +4,9 @@ Production runs the official ``vllm`` on GPU; CI runs the same code on ``vllm-cp
 tiny model (in its own venv, ``make vllm-venv``). Prompts are tokenized by talklike (the same
 chat template as the other backends) and passed as token ids, so the prompt length check and
 the stop-sequence handling are the core's, identical across backends. Closing the generator
-that ``AsyncLLM.generate`` returns aborts the request inside the engine.
+that ``AsyncLLM.generate`` returns aborts the request inside the engine. Between two chunks the
+reader waits ``stream_interval_ms``: vLLM merges the DELTA outputs that arrive meanwhile, so a
+fast engine sends fewer, larger messages.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
 
         deadline = time.monotonic() + request.time_limit_s if request.time_limit_s else None
+        interval_s = self.settings.stream_interval_ms / 1000
         outputs = self.engine.generate(
             TokensPrompt(prompt_token_ids=list(request.prompt_ids)),
             self._sampling(request),
@@ -134,6 +137,8 @@ class VLLMBackend:
                     yield Chunk(token_ids=ids, stop=StopReason.TIME_LIMIT)
                     return
                 yield Chunk(token_ids=ids)
+                if interval_s:
+                    await asyncio.sleep(interval_s)
         finally:
             await outputs.aclose()  # aborts the request in the engine if it is still running
 

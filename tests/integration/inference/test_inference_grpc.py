@@ -213,3 +213,26 @@ async def test_seeded_sampling_is_reproducible_with_every_knob(service: RunningS
 
     first, again, other = await asyncio.gather(sample(5), sample(5), sample(6))
     assert first == again and first != other
+
+
+async def test_the_stream_interval_merges_tokens_into_fewer_messages_with_the_same_text(
+    tiny_home: Path,
+) -> None:
+    """0 ms sends a message per token; a long interval sends the first token, then the rest at the end."""
+
+    async def messages(interval_ms: int) -> list[pb.GenerateStreamResponse]:
+        settings = settings_for(tiny_home, stream_interval_ms=interval_ms, preload_adapters="")
+        async with running_service(create_service(settings), settings) as srv:
+            stub = pb_grpc.InferenceServiceStub(srv.channel())
+            request = pb.GenerateStreamRequest(
+                prompt="Brusel", sampling=pb.SamplingParams(max_new_tokens=30, seed=1)
+            )
+            return [m async for m in stub.GenerateStream(request)]
+
+    every, merged = await messages(0), await messages(1000)
+    assert "".join(m.text_delta for m in every) == "".join(m.text_delta for m in merged)
+    tokens = every[-1].usage.completion_tokens
+    assert merged[-1].usage.completion_tokens == tokens
+    # A delta per token, less the tokens that end half-way through a character (held back).
+    assert len(every) >= tokens // 2
+    assert len(merged) <= 3  # the first token's text (if it decoded to any), then the rest at the end
