@@ -23,6 +23,7 @@ import grpc
 import pytest
 import yaml
 from aiohttp import web
+from loopback_http import serve
 from talklike.cli.main import app
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.packs import load_pack
@@ -278,15 +279,8 @@ async def llm() -> AsyncIterator[tuple[ScriptedLlm, str]]:
     fake = ScriptedLlm()
     web_app = web.Application()
     web_app.router.add_post("/v1/chat/completions", fake.completions)
-    runner = web.AppRunner(web_app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield fake, f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve(web_app) as base_url:
+        yield fake, base_url
 
 
 @pytest.fixture

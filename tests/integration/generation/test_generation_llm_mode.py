@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
+from loopback_http import serve
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.servicer import create_service
 from talklike.generation.settings import GenerationSettings
@@ -97,15 +98,8 @@ async def fake_openai() -> AsyncIterator[tuple[FakeOpenAI, str]]:
     fake = FakeOpenAI()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake.completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield fake, f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base_url:
+        yield fake, base_url
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
+from loopback_http import serve
 from talklike.common.errors import FailedPrecondition
 from talklike.common.testing import running_service
 from talklike.inference.backends.openai_backend import OpenAIBackend
@@ -50,13 +51,8 @@ async def fake_openai() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1", seen
-    await runner.cleanup()
+    async with serve(app) as base_url:
+        yield base_url, seen
 
 
 async def test_generates_through_openai_and_serves_fine_tuned_models(

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
+from loopback_http import serve
 from talklike.common.testing import RunningService, running_service
 from talklike.moderation.categories import CATEGORIES
 from talklike.moderation.servicer import create_service
@@ -99,15 +100,8 @@ async def openai_server() -> AsyncIterator[tuple[ModerationServer, str]]:
     fake = ModerationServer()
     app = web.Application()
     app.router.add_post("/v1/moderations", fake.moderations)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield fake, f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base_url:
+        yield fake, base_url
 
 
 async def start(tmp_path: Path, base_url: str, **overrides: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
+from loopback_http import serve
 from talklike.common.testing import running_service
 from talklike.training.servicer import create_service
 from talklike.training.settings import TrainingSettings
@@ -122,12 +123,8 @@ async def openai_server() -> AsyncIterator[tuple[str, FakeOpenAI]]:
     app.router.add_get("/v1/fine_tuning/jobs/{job_id}", fake.retrieve)
     app.router.add_get("/v1/fine_tuning/jobs/{job_id}/events", fake.events)
     app.router.add_post("/v1/fine_tuning/jobs/{job_id}/cancel", fake.cancel)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1", fake  # type: ignore[union-attr]
-    await runner.cleanup()
+    async with serve(app) as base_url:
+        yield base_url, fake
 
 
 def request_for(adapter: str) -> pb.CreateJobRequest:
