@@ -1,4 +1,5 @@
-"""The before/after benchmark against a real inference service (tiny model, a LoRA adapter) on loopback."""
+"""The before/after benchmark against a real inference service (tiny model, a LoRA adapter) on loopback,
+with the LLM judge served by an OpenAI-compatible HTTP server on loopback (fake_judge.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import json
 from pathlib import Path
 
 import grpc
+import pytest
 import yaml
+from fake_judge import SIGNATURE, judge_server
 from openpyxl import load_workbook
 from talklike.common.testing import running_service
 from talklike.evaluation.heldout import read_heldout
+from talklike.evaluation.judge import PairwiseJudge
 from talklike.evaluation.lexicon import lexicon_for_pack
 from talklike.evaluation.runner import EvalSettings, run_eval
 from talklike.inference.client import InferenceClient
@@ -69,8 +73,12 @@ async def test_eval_writes_every_question_both_answers_and_scores(tmp_path: Path
     settings = InferenceSettings(
         home=home, base_model="tiny", port=0, metrics_port=0, http_port=0, preload_adapters="persona"
     )
-    async with running_service(create_service(settings), settings) as srv:
+    async with (
+        judge_server() as (judge_url, judged),
+        running_service(create_service(settings), settings) as srv,
+    ):
         client = InferenceClient(grpc.insecure_channel(srv.address))
+        judge = PairwiseJudge(judge_url, "fair", "a Czech populist politician", SIGNATURE)
         calls: list[int] = []
         result, paths = await asyncio.to_thread(
             run_eval,
@@ -81,7 +89,7 @@ async def test_eval_writes_every_question_both_answers_and_scores(tmp_path: Path
             home / "reports" / "r1",
             "r1",
             EvalSettings(max_new_tokens=16),
-            None,
+            judge,
             calls.append,
         )
         client.close()
@@ -105,3 +113,8 @@ async def test_eval_writes_every_question_both_answers_and_scores(tmp_path: Path
     summary = json.loads(paths["summary"].read_text())
     assert summary["questions"] == len(QUESTIONS) and summary["perplexity"]["before"] > 1
     assert paths["html"].read_text().count("<tr>") >= len(QUESTIONS)
+    assert len(judged) == 2 * len(QUESTIONS)  # each pair asked in both orders
+    assert all(r["judge"] in {"after", "before", "tie"} for r in rows)
+    rates = summary["judge"]
+    assert rates["model"] == "fair"
+    assert rates["after_win_rate"] + rates["before_win_rate"] + rates["tie_rate"] == pytest.approx(1)
