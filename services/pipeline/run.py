@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,20 @@ class PipelineConfig:
         return self.adapter or f"{self.pack}-{self.base_model.replace('/', '-').replace('.', '-')}"[:64]
 
 
+def follow(stage: str, stream: Iterable[Any], progress: Progress) -> Any:
+    """Show a dataset stream's progress events; return its final summary."""
+    summary = None
+    for message in stream:
+        if message.HasField("progress"):
+            p = message.progress
+            progress(stage, int(p.done), int(p.total), p.stage)
+        else:
+            summary = message.summary
+    if summary is None:
+        raise StageFailed(stage, "the service closed the stream without a summary")
+    return summary
+
+
 def generate_stage(config: PipelineConfig, home: Path, out: Path, progress: Progress) -> dict[str, Any]:
     """The persona dataset, through GenerationService.GenerateDataset."""
     from talklike.v1 import generation_pb2, generation_pb2_grpc
@@ -46,15 +60,7 @@ def generate_stage(config: PipelineConfig, home: Path, out: Path, progress: Prog
     request = generation_pb2.GenerateDatasetRequest(
         pack=config.pack, count=config.count, seed=config.seed, out=f"pipeline-{out.name}"
     )
-    summary = None
-    for message in stub.GenerateDataset(request, timeout=600):
-        if message.HasField("progress"):
-            p = message.progress
-            progress("generate", int(p.done), int(p.total), p.stage)
-        else:
-            summary = message.summary
-    if summary is None:
-        raise StageFailed("generate", "the generation service ended without a summary")
+    summary = follow("generate", stub.GenerateDataset(request, timeout=600), progress)
     directory = Path(summary.out_dir)
     directory = directory if directory.is_absolute() else home / directory
     return {
@@ -65,11 +71,43 @@ def generate_stage(config: PipelineConfig, home: Path, out: Path, progress: Prog
     }
 
 
-def train_stage(config: PipelineConfig, home: Path, train_path: Path, progress: Progress) -> dict[str, Any]:
+def moderate_stage(home: Path, train_path: Path, progress: Progress) -> dict[str, Any]:
+    """The training split through ModerationService.ModerateDataset (drop what violates the policy).
+
+    The moderated file is what gets trained on; the run's report (report.md, removed.jsonl,
+    quarantine) lies beside it under the dataset's ``moderated/``.
+    """
+    from talklike.v1 import moderation_pb2, moderation_pb2_grpc
+
+    stub = moderation_pb2_grpc.ModerationServiceStub(connect("moderation"))
+    request = moderation_pb2.ModerateDatasetRequest(
+        path=str(train_path.relative_to(home)),
+        policy=moderation_pb2.ModerationPolicy(action=moderation_pb2.MODERATION_ACTION_DROP),
+    )
+    summary = follow("moderate", stub.ModerateDataset(request, timeout=600), progress)
+    moderated = Path(summary.moderated_path)
+    if not summary.kept_count:
+        raise StageFailed(
+            "moderate",
+            f"nothing of {summary.line_count} lines passed moderation; see {summary.report_markdown_path}",
+        )
+    return {
+        "moderated_path": str(moderated if moderated.is_absolute() else home / moderated),
+        "report_path": summary.report_markdown_path,
+        "kept": int(summary.kept_count),
+        "removed": int(summary.removed_count),
+        "quarantined": int(summary.quarantined_count),
+    }
+
+
+def train_stage(
+    config: PipelineConfig, home: Path, train_path: Path, val_path: Path, progress: Progress
+) -> dict[str, Any]:
     """Create the LoRA job and follow it to the end through StreamJobEvents."""
     stub = training_pb2_grpc.TrainingServiceStub(connect("training"))
     request = training_pb2.CreateJobRequest(
         dataset_path=str(train_path.relative_to(home)),
+        validation_dataset_path=str(val_path.relative_to(home)) if val_path.is_file() else "",
         backend=training_pb2.TRAINING_BACKEND_PEFT,
         base_model=config.base_model,
         adapter_name=config.adapter_name,
@@ -163,5 +201,6 @@ __all__ = [
     "eval_stage",
     "generate_stage",
     "load_stage",
+    "moderate_stage",
     "train_stage",
 ]

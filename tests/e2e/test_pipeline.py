@@ -1,5 +1,5 @@
-"""The quick pipeline end to end through the real services: the local stack (generation, training,
-inference, disk agent) as separate processes on free loopback ports in a temporary data home,
+"""The quick pipeline end to end through the real services: the local stack (generation, moderation,
+training, inference, disk agent) as separate processes on free loopback ports in a temporary data home,
 the `tiny` model, and `talklike pipeline run` from another process. Then the report's files are
 checked, and report.html is rendered in headless Chromium when it is installed."""
 
@@ -21,19 +21,7 @@ from openpyxl import load_workbook
 pytestmark = pytest.mark.slow
 
 
-def complete_pack(name: str) -> bool:
-    """Whether a built-in pack loads without problems (a pack being written may be incomplete)."""
-    from talklike.generation.packs import load_pack
-
-    try:
-        load_pack(name)
-    except Exception:
-        return False
-    return True
-
-
-#: The seed's persona once its pack is built in and complete; until then the English sample pack.
-PACK = "babis" if complete_pack("babis") else "puffington"
+PACK = "babis"  # the seed's persona, built in
 
 
 def free_port() -> int:
@@ -42,7 +30,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-SERVICES = ("generation", "training", "inference", "disk-agent")
+SERVICES = ("generation", "moderation", "training", "inference", "disk-agent")
 TALKLIKE = [sys.executable, "-m", "talklike.cli.main"]
 
 
@@ -129,8 +117,8 @@ def test_quick_pipeline_writes_a_complete_report(stack: tuple[Path, dict[str, st
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert (
-        again.returncode == 0 and again.stderr.count("skipped: inputs and settings unchanged") == 3
-    )  # generate, train, eval
+        again.returncode == 0 and again.stderr.count("skipped: inputs and settings unchanged") == 4
+    )  # generate, moderate, train, eval
 
 
 def chromium() -> str | None:
