@@ -75,8 +75,17 @@ class HttpFace:
 
         self._runner = web.AppRunner(self.app())
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.http_port)
-        await site.start()
+        host, port = self.settings.host, self.settings.http_port
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            self._runner = None
+            raise errors.FailedPrecondition(
+                f"cannot serve the OpenAI-compatible HTTP face on {host}:{port} ({error.strerror}); "
+                f"choose another port ({self.settings.env_prefix()}HTTP_PORT, 0 turns the face off)"
+            ) from error
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:

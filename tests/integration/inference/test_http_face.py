@@ -103,3 +103,22 @@ async def test_malformed_fields_are_a_400_naming_the_field(tiny_home: Path) -> N
         replies = await asyncio.to_thread(post_all)
     for (status, error), (_, field) in zip(replies, cases, strict=True):
         assert status == 400 and error["type"] == "invalid_request_error" and error["param"] == field, error
+
+
+async def test_a_taken_http_port_fails_the_start_in_one_sentence_with_the_setting(tiny_home: Path) -> None:
+    import socket
+
+    from talklike.common.errors import FailedPrecondition
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        settings = InferenceSettings(
+            home=tiny_home, base_model="tiny", port=0, metrics_port=0, http_port=taken
+        )
+        with pytest.raises(FailedPrecondition) as caught:
+            async with running_service(create_service(settings), settings):
+                pass
+    message = caught.value.message
+    assert f"127.0.0.1:{taken}" in message and "TALKLIKE_INFERENCE_HTTP_PORT" in message
