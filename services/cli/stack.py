@@ -205,8 +205,21 @@ def down(
 
 
 def status(home: HomeOption = None, only: OnlyOption = None) -> None:
-    """Show each service's address, readiness, pid and uptime."""
-    _print_states(_stack(home, only, need_specs=False).status())
+    """Show each service's address, readiness, pid and uptime; exit 1 unless every one is SERVING.
+
+    The exit status lets scripts and probes wait on `talklike status` alone.
+    """
+    stack = _stack(home, only, need_specs=False)
+    states = stack.status()
+    _print_states(states)
+    down = [s.name for s in states if s.health != "SERVING"]
+    if down:
+        err_console.print(
+            f"not serving: {', '.join(down)}; start them with `talklike up` "
+            f"(their logs are in {stack.logs_dir})",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 def _print_event(name: str, what: str) -> None:

@@ -113,3 +113,5 @@ def test_up_status_down_all_five(tmp_path: Path) -> None:
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
     assert not list((home / "run").glob("*.json"))
+    stopped = talklike("status", "--home", str(home), env=env, timeout_s=60)
+    assert stopped.returncode == 1 and "not serving" in stopped.stderr, stopped.stdout + stopped.stderr
