@@ -111,13 +111,16 @@ class InferenceCore:
 
     # -- adapters -----------------------------------------------------------------------
     async def load_adapter(self, name: str, path: str) -> adapters.LoadedAdapter:
+        async with self._adapter_lock:
+            return await self._load(name, path)
+
+    async def _load(self, name: str, path: str) -> adapters.LoadedAdapter:
         directory = adapters.locate(self.store, name, path)
         manifest = adapters.read_manifest(directory)
         adapters.check_base(manifest, self.backend.model_sha256, name)
-        async with self._adapter_lock:
-            await self.backend.load_adapter(name, directory)
-            record = adapters.loaded(name, directory, manifest)
-            self.adapters[name] = record
+        await self.backend.load_adapter(name, directory)
+        record = adapters.loaded(name, directory, manifest)
+        self.adapters[name] = record
         return record
 
     async def unload_adapter(self, name: str) -> None:
@@ -128,10 +131,22 @@ class InferenceCore:
             await self.backend.unload_adapter(name)
             del self.adapters[name]
 
-    def _check_adapter(self, adapter: str) -> None:
-        if adapter and adapter not in self.adapters:
-            loaded = ", ".join(sorted(self.adapters)) or "none"
-            raise NotFound("adapter", adapter, f"loaded adapters: {loaded}; load it with LoadAdapter")
+    async def _ensure_adapter(self, adapter: str) -> None:
+        """NOT_FOUND for an adapter that is not loaded, unless it can be loaded from the store now."""
+        if not adapter or adapter in self.adapters:
+            return
+        if self.settings.adapters_on_demand:
+            adapters.validate_name(adapter, "adapter")
+            async with self._adapter_lock:
+                if adapter in self.adapters:  # a concurrent request loaded it meanwhile
+                    return
+                try:
+                    await self._load(adapter, "")
+                    return
+                except NotFound:
+                    pass  # not in the store either: the error below names what is loaded
+        loaded = ", ".join(sorted(self.adapters)) or "none"
+        raise NotFound("adapter", adapter, f"loaded adapters: {loaded}; load it with LoadAdapter")
 
     # -- tokens -------------------------------------------------------------------------
     def prompt_ids(self, prompt: Prompt, max_new_tokens: int = 0) -> list[int]:
@@ -152,7 +167,7 @@ class InferenceCore:
         """Generate, yielding text deltas and a final event; closing the iterator cancels."""
         validate_prompt(prompt)
         validate_sampling(sampling)
-        self._check_adapter(adapter)
+        await self._ensure_adapter(adapter)
         ids = self.prompt_ids(prompt, sampling.max_new_tokens)
         async with self.admission.slot():
             self.metrics.active.inc()
@@ -240,7 +255,7 @@ class InferenceCore:
             raise InvalidArgument("text", "must not be empty")
         if context is not None:
             validate_prompt(context, "context")
-        self._check_adapter(adapter)
+        await self._ensure_adapter(adapter)
         context_ids = self.backend.encode(context) if context is not None else []
         text_ids = self.backend.encode_text(text)
         total = len(context_ids) + len(text_ids)

@@ -57,6 +57,11 @@ class InferenceSettings(ServiceSettings):
     preload_adapters: str = Field(
         default="", description="Comma-separated adapter names to load from the store at start."
     )
+    adapters_on_demand: bool = Field(
+        default=False,
+        description="A request naming an adapter that is not loaded loads it from the adapter store "
+        "first (when it is there); for replicas sharing one store, where LoadAdapter reaches only one.",
+    )
     http_port: int = Field(
         default=8054,
         ge=0,

@@ -236,3 +236,28 @@ async def test_the_stream_interval_merges_tokens_into_fewer_messages_with_the_sa
     # A delta per token, less the tokens that end half-way through a character (held back).
     assert len(every) >= tokens // 2
     assert len(merged) <= 3  # the first token's text (if it decoded to any), then the rest at the end
+
+
+async def test_adapters_on_demand_load_from_the_store_at_first_use(tiny_home: Path) -> None:
+    """A replica that LoadAdapter never reached still serves what the shared store holds."""
+    request = pb.GenerateRequest(
+        prompt="Brusel", adapter="persona", sampling=pb.SamplingParams(max_new_tokens=4)
+    )
+    settings = settings_for(tiny_home, preload_adapters="")
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.InferenceServiceStub(srv.channel())
+        with pytest.raises(grpc.aio.AioRpcError) as off:
+            await stub.Generate(request)
+        assert off.value.code() == grpc.StatusCode.NOT_FOUND
+
+    settings = settings_for(tiny_home, preload_adapters="", adapters_on_demand=True)
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.InferenceServiceStub(srv.channel())
+        replies = await asyncio.gather(*(stub.Generate(request) for _ in range(3)))
+        assert all(r.usage.completion_tokens for r in replies)
+        listed = await stub.ListModels(pb.ListModelsRequest())
+        assert [a.name for a in listed.adapters] == ["persona"]  # loaded once for the three
+        for name, code in (("nowhere", "NOT_FOUND"), ("../persona", "INVALID_ARGUMENT")):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Generate(pb.GenerateRequest(prompt="Brusel", adapter=name))
+            assert caught.value.code().name == code, (name, caught.value.details())
