@@ -100,7 +100,7 @@ def client_process(address: str, concurrency: int, tokens: int, requests: int) -
     return asyncio.run(run())
 
 
-async def main(backend: str, base_model: str, torch_threads: int) -> None:
+async def main(backend: str, base_model: str, torch_threads: int, stream_interval_ms: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = InferenceSettings(
             home=Path(tmp),
@@ -111,6 +111,7 @@ async def main(backend: str, base_model: str, torch_threads: int) -> None:
             http_port=0,
             max_concurrency=8,
             torch_threads=torch_threads,
+            stream_interval_ms=stream_interval_ms,
         )
         core = InferenceCore(settings, create_backend(settings))
         await core.start()
@@ -125,7 +126,8 @@ async def main(backend: str, base_model: str, torch_threads: int) -> None:
             await in_process(core, 8)  # warm-up
             print(
                 f"backend {backend}, model {base_model}, {TOKENS} tokens per request, "
-                f"{REQUESTS} requests per measurement, median of {ROUNDS} (alternating)"
+                f"{REQUESTS} requests per measurement, median of {ROUNDS} (alternating), "
+                f"stream interval {stream_interval_ms} ms"
             )
             rates = {}
             loop = asyncio.get_running_loop()
@@ -188,7 +190,13 @@ if __name__ == "__main__":
         default=0,
         help="torch CPU threads in the server (0 = torch's default); both sides use the same backend",
     )
+    parser.add_argument(
+        "--stream-interval-ms",
+        type=int,
+        default=InferenceSettings.model_fields["stream_interval_ms"].default,
+        help="the service's stream_interval_ms (0 = a message per token)",
+    )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="measurements per side")
     args = parser.parse_args()
     TOKENS, REQUESTS, ROUNDS = args.tokens, args.requests, args.rounds  # a slow model wants fewer
-    asyncio.run(main(args.backend, args.base_model, args.torch_threads))
+    asyncio.run(main(args.backend, args.base_model, args.torch_threads, args.stream_interval_ms))
