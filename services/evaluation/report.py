@@ -54,6 +54,8 @@ SUMMARY_METRICS: list[tuple[str, str]] = [
     ("distinct_1", "distinct-1"),
     ("distinct_2", "distinct-2"),
 ]
+#: Shown as percentages on the page (the spreadsheet keeps the plain numbers for formulas).
+SHARES = {"signature rate", "persona marker rate", "answers in the persona's language", "mean language share"}
 
 
 def write_report(result: EvalResult, out_dir: Path) -> dict[str, Path]:
@@ -247,6 +249,13 @@ img{max-width:100%;margin:.5rem 0}
 """
 
 
+def shown(metric: str, value: Any) -> str:
+    """A summary value for people: shares in percent, other numbers to two decimals."""
+    if isinstance(value, str):
+        return html.escape(value)
+    return f"{value:.0%}" if metric in SHARES else f"{value:,.2f}"
+
+
 def render_html(result: EvalResult) -> str:
     """A self-contained page: headline cards, charts, the summary table and every answer."""
     esc = html.escape
@@ -271,7 +280,7 @@ def render_html(result: EvalResult) -> str:
             "</span></div>"
         )
     summary = "".join(
-        f"<tr><td>{esc(str(metric))}</td><td>{esc(str(before))}</td><td>{esc(str(after))}</td></tr>"
+        f"<tr><td>{esc(metric)}</td><td>{shown(metric, before)}</td><td>{shown(metric, after)}</td></tr>"
         for metric, before, after in summary_rows(result)
     )
     rows = []

@@ -78,3 +78,5 @@ def test_report_files_hold_every_row_and_the_summary(tmp_path: Path) -> None:
     assert page.count("<img ") == 3
     assert 'id="results"' in page and 'id="summary"' in page
     assert "&lt;Brusel&gt; &amp; spol." in page  # user text is escaped, never raw HTML
+    assert "<tr><td>signature rate</td><td>0%</td><td>100%</td></tr>" in page  # shares in percent
+    assert "<tr><td>held-out perplexity</td><td>40.00</td><td>6.50</td></tr>" in page
