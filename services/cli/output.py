@@ -168,7 +168,11 @@ def _cell(value: Any, markup: bool) -> Any:
 
 
 def progress(transient: bool = False) -> Progress:
-    """The standard progress display: spinner, description, bar, done/total, elapsed, ETA (stderr)."""
+    """The standard progress display: spinner, description, bar, done/total, elapsed, ETA (stderr).
+
+    Not on a terminal (a log file, CI) the bars are not left behind: rich would write their last
+    frame squeezed to 80 columns, which reads as noise; the commands print their results anyway.
+    """
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -177,7 +181,7 @@ def progress(transient: bool = False) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        transient=transient,
+        transient=transient or not err_console.is_terminal,
     )
 
 
