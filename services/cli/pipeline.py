@@ -24,7 +24,7 @@ def run(
     count: Annotated[int, typer.Option(help="Examples to generate.")] = 600,
     seed: Annotated[int, typer.Option(help="Seed for generation, training and sampling.")] = 42,
     max_steps: Annotated[int, typer.Option(help="LoRA training steps.")] = 120,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (LoRA).")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
     max_tokens: Annotated[
         int, typer.Option(help="Longest training example in tokens (babis examples run to ~250).")
