@@ -249,6 +249,15 @@ img{max-width:100%;margin:.5rem 0}
 """
 
 
+METHOD = """<p class="meta"><b>How to read it.</b> Both models answer the same held-out questions with
+the same sampling and seed. <i>Signature rate</i>: answers whose last words are the signature.
+<i>Persona marker rate</i>: answers with at least one phrase of the pack's lexicon (catchphrases,
+placeholder vocabularies, the words its slips produce), accents and case aside; a phrase the
+question already contains does not count. <i>Language share</i>: the share of words that look like
+the persona's language. <i>Distinct-n</i>: unique n-grams over all answers (low = repetitive).
+<i>Held-out perplexity</i>: of the reference persona answers, from the Score RPC, lower is better.</p>"""
+
+
 def shown(metric: str, value: Any) -> str:
     """A summary value for people: shares in percent, other numbers to two decimals."""
     if isinstance(value, str):
@@ -310,6 +319,7 @@ language {esc(result.language)} · signature “{esc(result.signature)}” · {e
 <table id="summary"><thead><tr><th>metric</th><th>before (base model)</th><th>after (adapter)</th></tr></thead>
 <tbody>{summary}</tbody></table>
 <p class="meta">Sampling: {esc(json.dumps(result.sampling, ensure_ascii=False))}</p>
+{METHOD}
 {f"<ul>{notes}</ul>" if notes else ""}
 <h2>Every answer</h2>
 <table id="results"><thead><tr><th>#</th><th>style</th><th>question</th><th>before</th><th>after</th>

@@ -89,8 +89,8 @@ def run_eval(
                 item.reference,
                 b,
                 a,
-                scorer.score(b),
-                scorer.score(a),
+                scorer.score(b, item.question),
+                scorer.score(a, item.question),
                 verdict,
             )
         )

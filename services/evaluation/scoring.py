@@ -70,10 +70,18 @@ class AnswerScorer:
     def __post_init__(self) -> None:
         self._pattern = self.lexicon.pattern() if self.lexicon.markers else None
 
-    def score(self, answer: str) -> AnswerScores:
-        """Score one answer."""
-        folded = fold(answer)
-        found = sorted(set(self._pattern.findall(folded))) if self._pattern else []
+    def markers_in(self, text: str) -> set[str]:
+        """The persona markers in ``text`` (folded forms)."""
+        return set(self._pattern.findall(fold(text))) if self._pattern else set()
+
+    def score(self, answer: str, question: str = "") -> AnswerScores:
+        """Score one answer to ``question``.
+
+        Markers the question already contains do not count: the held-out questions name their
+        topic ("ceny energií", "Brusel"), which are pack vocabulary too, and a model that only
+        echoes the question is not talking like the persona.
+        """
+        found = sorted(self.markers_in(answer) - self.markers_in(question))
         verdict = language_share(answer, self.lexicon.language)
         return AnswerScores(
             markers_found=tuple(found),

@@ -34,6 +34,14 @@ def test_markers_match_without_diacritics_and_on_word_boundaries() -> None:
     assert scores.has_signature
 
 
+def test_markers_the_question_already_names_do_not_count() -> None:
+    scorer = AnswerScorer(LEXICON)
+    echo = scorer.score("Brusel, Brusel, Brusel.", question="Co říkáte na Brusel?")
+    assert echo.markers_found == () and echo.marker_count == 0
+    own = scorer.score("Brusel? To je kampaň!", question="Co říkáte na Brusel?")
+    assert own.markers_found == ("kampan",)
+
+
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
