@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 
 import grpc
@@ -10,6 +11,7 @@ import pytest
 import typer
 from rich.console import Console
 from rich.text import Text
+from talklike.cli import output
 from talklike.cli.output import fail, iter_progress, rpc_errors, table
 from talklike.common.errors import FailedPrecondition
 from talklike.common.service import ServiceBinding
@@ -112,4 +114,11 @@ def test_table_and_progress(capsys: pytest.CaptureFixture[str]) -> None:
     assert [column.header for column in rendered.columns] == ["service", "pid"]
     assert rendered.row_count == 2
     assert list(iter_progress([1, 2, 3], "items")) == [1, 2, 3]
-    assert "3/3" in capsys.readouterr().err
+    assert "3/3" not in capsys.readouterr().err  # not a terminal: no squeezed last frame in the log
+
+
+def test_progress_on_a_terminal_stays_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(output, "err_console", Console(file=screen, force_terminal=True, width=100))
+    assert list(iter_progress([1, 2, 3], "items")) == [1, 2, 3]
+    assert "3/3" in screen.getvalue()
