@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from talklike.common.errors import FailedPrecondition
+from talklike.common.progress import ProgressRelay
 from talklike.common.service import ServiceBinding
 from talklike.generation import tokens
 from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRequest, Source
@@ -168,31 +169,12 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             heldout_count=request.heldout_count if request.HasField("heldout_count") else None,
             llm=llm,
         )
-        started = time.monotonic()
-        queue: asyncio.Queue[pb.GenerateDatasetResponse] = asyncio.Queue()
-
-        async def on_progress(stage: str, done: int, total: int) -> None:
-            elapsed_ms = int((time.monotonic() - started) * 1000)
-            progress = common_pb2.Progress(stage=stage, done=done, total=total, elapsed_ms=elapsed_ms)
-            queue.put_nowait(pb.GenerateDatasetResponse(progress=progress))
-            await asyncio.sleep(0)  # let the stream send it
-
-        task = self.core.start(builder, on_progress)
-        try:
-            while not task.done() or not queue.empty():
-                if not queue.empty():
-                    yield queue.get_nowait()
-                    continue
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
-            result = task.result()
-        finally:
-            if not task.done():
-                task.cancel()
+        relay = ProgressRelay()
+        task = self.core.start(builder, relay.report)
+        async with aclosing(relay.follow(task)) as reports:
+            async for progress in reports:
+                yield pb.GenerateDatasetResponse(progress=progress)
+        result = task.result()
         self.runs += 1
         self.examples += result.stats["count"]
         stats_json = (result.out_dir / "stats.json").read_text(encoding="utf-8")
@@ -271,29 +253,14 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         check_target(home, spec.name, spec.replace)
         if spec.name in self.drafting:
             raise FailedPrecondition(f"pack {spec.name!r} is being drafted right now; wait for that draft")
-        started = time.monotonic()
-        # Progress events, then None once the draft has ended (either way).
-        queue: asyncio.Queue[pb.DraftPackResponse | None] = asyncio.Queue()
-
-        async def on_progress(stage: str, done: int, total: int) -> None:
-            elapsed_ms = int((time.monotonic() - started) * 1000)
-            progress = common_pb2.Progress(stage=stage, done=done, total=total, elapsed_ms=elapsed_ms)
-            queue.put_nowait(pb.DraftPackResponse(progress=progress))
-
-        def ended(_task: asyncio.Task[DraftResult]) -> None:
-            self.drafting.discard(spec.name)
-            queue.put_nowait(None)
-
+        relay = ProgressRelay()
         self.drafting.add(spec.name)
-        task = asyncio.create_task(Drafter(spec, home, on_progress).run())
-        task.add_done_callback(ended)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-            result = task.result()
-        finally:
-            if not task.done():
-                task.cancel()  # the caller went away: stop asking the LLM
+        task = asyncio.create_task(Drafter(spec, home, relay.report).run())
+        task.add_done_callback(lambda _: self.drafting.discard(spec.name))
+        async with aclosing(relay.follow(task)) as reports:  # a caller that goes away stops the LLM calls
+            async for progress in reports:
+                yield pb.DraftPackResponse(progress=progress)
+        result = task.result()
         self.drafts += 1
         yield pb.DraftPackResponse(summary=draft_summary_pb(result))
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from talklike.common.errors import InvalidArgument
+from talklike.common.progress import ProgressRelay
 from talklike.common.service import ServiceBinding
 from talklike.moderation.categories import Scores
 from talklike.moderation.core import ModerationCore, Source
@@ -159,31 +160,12 @@ class ModerationServicer(pb_grpc.ModerationServiceServicer):
             ),
             worst_count=request.worst_example_count,
         )
-        started = time.monotonic()
-        queue: asyncio.Queue[pb.ModerateDatasetResponse] = asyncio.Queue()
-
-        async def on_progress(stage: str, done: int, total: int) -> None:
-            elapsed_ms = int((time.monotonic() - started) * 1000)
-            progress = common_pb2.Progress(stage=stage, done=done, total=total, elapsed_ms=elapsed_ms)
-            queue.put_nowait(pb.ModerateDatasetResponse(progress=progress))
-            await asyncio.sleep(0)  # let the stream send it
-
-        task = self.core.start(prepared, on_progress)
-        try:
-            while not task.done() or not queue.empty():
-                if not queue.empty():
-                    yield queue.get_nowait()
-                    continue
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
-            result = task.result()
-        finally:
-            if not task.done():
-                task.cancel()
+        relay = ProgressRelay()
+        task = self.core.start(prepared, relay.report)
+        async with aclosing(relay.follow(task)) as reports:
+            async for progress in reports:
+                yield pb.ModerateDatasetResponse(progress=progress)
+        result = task.result()
         yield pb.ModerateDatasetResponse(summary=summary_pb(result))
 
 
