@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
-from talklike.cli.output import console, err_console, fail, progress, rpc_errors, table, warn
+from talklike.cli.output import console, err_console, fail, follow_stream, rpc_errors, table, warn
 from talklike.common.client import connect
 from talklike.common.errors import TalklikeError
 from talklike.common.paths import data_home
@@ -66,24 +65,6 @@ def _tokens_row(t: pb.TokenStats) -> str:
     return f"{t.total_tokens:,} ({t.encoding}; per example min {t.min_tokens}, mean {t.mean_tokens:.1f}, p95 {t.p95_tokens}, max {t.max_tokens})"
 
 
-def _follow(events: Iterable[Any], *, transient: bool) -> Any:
-    """Show a stream's progress events as bars, one per stage; return its final summary."""
-    summary = None
-    with progress(transient=transient) as bar:
-        tasks: dict[str, Any] = {}
-        for event in events:
-            if event.HasField("progress"):
-                p = event.progress
-                if p.stage not in tasks:
-                    tasks[p.stage] = bar.add_task(p.stage, total=p.total or None)
-                bar.update(tasks[p.stage], completed=p.done, total=p.total or None)
-            else:
-                summary = event.summary
-    if summary is None:
-        fail("the generation service ended the stream without a summary", "run the command again")
-    return summary
-
-
 @rpc_errors(SERVICE)
 def generate(
     pack: Annotated[str, typer.Option(help="Pack name (`talklike packs list`).")] = "babis",
@@ -132,7 +113,7 @@ def generate(
         request.llm.base_url = llm_base_url
         request.llm.model = llm_model
         request.llm.batch_size = llm_batch_size
-    summary: pb.DatasetSummary = _follow(stub().GenerateDataset(request), transient=as_json)
+    summary: pb.DatasetSummary = follow_stream(stub().GenerateDataset(request), SERVICE, transient=as_json)
     if as_json:
         console.print_json(summary.stats_json)
         return
@@ -585,7 +566,7 @@ def packs_draft(
             request.examples = examples.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             fail(f"cannot read the examples file {examples}: {error}", "give a UTF-8 text file")
-    summary: pb.DraftSummary = _follow(stub().DraftPack(request), transient=as_json)
+    summary: pb.DraftSummary = follow_stream(stub().DraftPack(request), SERVICE, transient=as_json)
     if as_json:
         console.print_json(summary.report_json)
         return

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from google.protobuf.json_format import MessageToDict
 from rich.text import Text
-from talklike.cli.output import console, fail, progress, rpc_errors, table
+from talklike.cli.output import console, fail, follow_stream, progress, rpc_errors, table
 from talklike.common.client import connect
 from talklike.common.errors import TalklikeError
 from talklike.common.paths import data_home
@@ -168,19 +168,7 @@ def dataset(
             request.content = file.read_bytes()
         except OSError as error:
             fail(f"cannot read {file}: {error.strerror}", "check the path and its permissions")
-    summary: pb.ModerationSummary | None = None
-    with progress(transient=as_json) as bar:
-        tasks: dict[str, Any] = {}
-        for event in stub().ModerateDataset(request):
-            if event.HasField("progress"):
-                p = event.progress
-                if p.stage not in tasks:
-                    tasks[p.stage] = bar.add_task(p.stage, total=p.total or None)
-                bar.update(tasks[p.stage], completed=p.done, total=p.total or None)
-            else:
-                summary = event.summary
-    if summary is None:
-        fail("the moderation service ended the stream without a summary", "run the command again")
+    summary: pb.ModerationSummary = follow_stream(stub().ModerateDataset(request), SERVICE, transient=as_json)
     if as_json:
         console.print_json(data=MessageToDict(summary, preserving_proto_field_name=True))
         return

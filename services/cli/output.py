@@ -185,6 +185,24 @@ def progress(transient: bool = False) -> Progress:
     )
 
 
+def follow_stream(events: Iterable[Any], service: str, *, transient: bool) -> Any:
+    """Show a dataset stream's progress events as bars, one per stage; return its final summary."""
+    summary = None
+    with progress(transient=transient) as bar:
+        tasks: dict[str, Any] = {}
+        for event in events:
+            if event.HasField("progress"):
+                p = event.progress
+                if p.stage not in tasks:
+                    tasks[p.stage] = bar.add_task(p.stage, total=p.total or None)
+                bar.update(tasks[p.stage], completed=p.done, total=p.total or None)
+            else:
+                summary = event.summary
+    if summary is None:
+        fail(f"the {service} service ended the stream without a summary", "run the command again")
+    return summary
+
+
 def iter_progress(items: Sequence[Any], description: str) -> Iterator[Any]:
     """Iterate ``items`` while showing the standard progress bar."""
     with progress() as bar:
