@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
-from loopback_http import serve
+from loopback_http import chat_completion, serve
 
 SIGNATURE = "Andrej Babiš"
 QUESTION = "Jak hodnotíte inflaci?"
@@ -39,18 +39,7 @@ async def completions(request: web.Request, seen: list[dict[str, Any]]) -> web.R
         content = f'Sure! Here is my verdict:\n```json\n{{"winner": "{winner.lower()}", "reason": "x"}}\n```'
     else:
         content = "I cannot decide."
-    return web.json_response(
-        {
-            "id": f"chatcmpl-{len(seen)}",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-        }
-    )
+    return chat_completion(model, content)
 
 
 @asynccontextmanager

@@ -23,7 +23,7 @@ import grpc
 import pytest
 import yaml
 from aiohttp import web
-from loopback_http import serve
+from loopback_http import chat_completion, serve
 from talklike.cli.main import app
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.packs import load_pack
@@ -256,22 +256,7 @@ class ScriptedLlm:
 
     @staticmethod
     def reply(body: dict[str, Any], content: str) -> web.Response:
-        return web.json_response(
-            {
-                "id": "chatcmpl-draft",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 50, "total_tokens": 100},
-            }
-        )
+        return chat_completion(body["model"], content)
 
 
 @pytest.fixture

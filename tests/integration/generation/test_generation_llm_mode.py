@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
-from loopback_http import serve
+from loopback_http import chat_completion, serve
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.servicer import create_service
 from talklike.generation.settings import GenerationSettings
@@ -75,22 +75,7 @@ class FakeOpenAI:
 
     @staticmethod
     def reply(body: dict[str, Any], content: str) -> web.Response:
-        return web.json_response(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-            }
-        )
+        return chat_completion(body["model"], content)
 
 
 @pytest.fixture
