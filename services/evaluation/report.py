@@ -13,7 +13,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +155,28 @@ def write_xlsx(result: EvalResult, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def histogram_bins(values: Sequence[float], is_share: bool) -> list[float]:
+    """Bin edges a reader can trust: tenths of 0–1 for shares, one bar per value for small counts.
+
+    matplotlib's default of ten bins over the data's range splits marker counts of 0–2 into
+    bars at fractional positions, and spreads values that are all equal over a made-up ±0.5.
+    """
+    if is_share:
+        return [i / 10 for i in range(11)]
+    low, high = math.floor(min(values, default=0)), math.ceil(max(values, default=0))
+    if high - low <= 20:
+        return [edge - 0.5 for edge in range(low, high + 2)]
+    step = math.ceil((high - low) / 10)
+    return [float(edge) for edge in range(low, high + step, step)]
+
+
 def charts(result: EvalResult) -> dict[str, str]:
     """The report's charts as PNG data URIs, keyed by a short name."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     images: dict[str, str] = {}
 
@@ -192,15 +208,22 @@ def charts(result: EvalResult) -> dict[str, str]:
     save("overview", fig)
 
     distributions = [
-        ("markers", "persona markers per answer", lambda s: s.marker_count),
-        ("language", "language share per answer", lambda s: s.language_share),
-        ("words", "answer length (words)", lambda s: s.words),
+        ("persona markers per answer", lambda s: s.marker_count, False),
+        ("language share per answer", lambda s: s.language_share, True),
+        ("answer length (words)", lambda s: s.words, False),
     ]
     fig, axes = plt.subplots(1, len(distributions), figsize=(11, 3.2))
-    for ax, (_, title, get) in zip(axes, distributions, strict=True):
+    for ax, (title, get, is_share) in zip(axes, distributions, strict=True):
         before = [get(r.before_scores) for r in result.rows]
         after = [get(r.after_scores) for r in result.rows]
-        ax.hist([before, after], bins=10, label=["before", "after"], color=[BEFORE_COLOR, AFTER_COLOR])
+        ax.hist(
+            [before, after],
+            bins=histogram_bins(before + after, is_share),
+            label=["before", "after"],
+            color=[BEFORE_COLOR, AFTER_COLOR],
+        )
+        if not is_share:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
     axes[0].legend()
     save("distributions", fig)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from openpyxl import load_workbook
-from talklike.evaluation.report import write_report
+from talklike.evaluation.report import histogram_bins, write_report
 from talklike.evaluation.results import EvalResult, EvalRow
 from talklike.evaluation.scoring import AnswerScorer, PersonaLexicon, summarize
 
@@ -80,3 +80,11 @@ def test_report_files_hold_every_row_and_the_summary(tmp_path: Path) -> None:
     assert "&lt;Brusel&gt; &amp; spol." in page  # user text is escaped, never raw HTML
     assert "<tr><td>signature rate</td><td>0%</td><td>100%</td></tr>" in page  # shares in percent
     assert "<tr><td>held-out perplexity</td><td>40.00</td><td>6.50</td></tr>" in page
+
+
+def test_histogram_bins_fit_the_values() -> None:
+    assert histogram_bins([0, 0, 0], is_share=False) == [-0.5, 0.5]  # one bar at 0, no made-up spread
+    assert histogram_bins([0, 2, 1], is_share=False) == [-0.5, 0.5, 1.5, 2.5]  # a bar per count
+    assert histogram_bins([0.93, 1.0], is_share=True) == [i / 10 for i in range(11)]
+    wide = histogram_bins([5, 61], is_share=False)
+    assert wide[0] == 5 and wide[-1] >= 61 and len(wide) <= 12
