@@ -102,7 +102,9 @@ def explain_rpc_error(error: grpc.RpcError, service: str | None = None) -> tuple
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return details, "choose another name, or remove the existing one first"
     if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return details, "fix the state the message names, then run the command again"
+        # The services word these as "what is wrong; what to do" (a key to set, a port to
+        # change, a job state): a canned second line would only repeat it less precisely.
+        return details, ""
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return f"{who} is at its limit: {details}", "retry in a moment, or lower the request's size"
     if code == grpc.StatusCode.UNIMPLEMENTED:

@@ -84,6 +84,13 @@ async def test_internal_points_at_the_log(
     assert "request id" in text and "generation log" in text
 
 
+async def test_failed_precondition_is_the_services_own_sentence(
+    sample_binding: ServiceBinding, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = await call_and_explain(sample_binding, ServiceSettings(port=0), b"precondition", capsys)
+    assert text == "error: job is not running"
+
+
 def test_domain_error_on_the_client_side(capsys: pytest.CaptureFixture[str]) -> None:
     @rpc_errors("generation")
     def command() -> None:
