@@ -164,7 +164,7 @@ def histogram_bins(values: Sequence[float], is_share: bool) -> list[float]:
     if is_share:
         return [i / 10 for i in range(11)]
     low, high = math.floor(min(values, default=0)), math.ceil(max(values, default=0))
-    if high - low <= 20:
+    if high - low <= 10:
         return [edge - 0.5 for edge in range(low, high + 2)]
     step = math.ceil((high - low) / 10)
     return [float(edge) for edge in range(low, high + step, step)]
