@@ -205,6 +205,7 @@ class InferenceCore:
                 )
                 if hit:
                     stop = StopReason.STOP_SEQUENCE
+                    completion -= text.ids_past_stop
                     if delta:
                         yield StreamEvent(delta, completion)
                     break

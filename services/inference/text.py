@@ -21,11 +21,27 @@ class TextAssembler:
         self._ids: list[int] = []
         self._text = ""
         self.emitted = ""
+        #: After a stop sequence: how many of the last ``add_ids`` ids came after the token that
+        #: completed it. A streamed chunk holds several tokens, and those past the stop are not
+        #: part of the answer, so they are not counted as completion tokens.
+        self.ids_past_stop = 0
 
     def add_ids(self, ids: Sequence[int]) -> tuple[str, bool]:
         """Add token ids; returns (new text to emit, stop sequence found)."""
+        before = len(self._ids)
         self._ids.extend(ids)
-        return self.add_text(None)
+        delta, hit = self.add_text(None)
+        if hit:
+            needed = next(
+                k
+                for k in range(1, len(ids) + 1)
+                if k == len(ids) or self._contains_stop(self._decode(self._ids[: before + k]))
+            )
+            self.ids_past_stop = len(ids) - needed
+        return delta, hit
+
+    def _contains_stop(self, text: str) -> bool:
+        return any(stop in text for stop in self._stops)
 
     def add_text(self, text: str | None) -> tuple[str, bool]:
         """Add text directly (backends that produce text); ``None`` re-decodes the ids."""

@@ -50,3 +50,14 @@ def test_text_backends_add_text_directly() -> None:
     assembler = TextAssembler(decode, ["STOP"])
     assert assembler.add_text("Ahoj ") == ("Ah", False)
     assert assembler.add_text("světe STOP a dál") == ("oj světe ", True)
+
+
+def test_tokens_after_the_stop_in_one_chunk_are_counted_as_past_it() -> None:
+    """A stream delivers several tokens at once; those after the stop sequence are not the answer's."""
+    assembler = TextAssembler(decode, [" den"])
+    first, hit = assembler.add_ids([0, 1, 2])
+    assert not hit
+    stop_ends = BYTES.index(b" den") + len(" den")  # the first id past the stop sequence
+    text, hit = assembler.add_ids(list(range(3, stop_ends + 4)))
+    assert hit and first + text == "Dobrý"
+    assert assembler.ids_past_stop == 4
