@@ -44,6 +44,17 @@ async def one_slot(tiny_home: Path) -> AsyncIterator[RunningService]:
         yield srv
 
 
+@pytest.fixture
+async def short_queue(tiny_home: Path) -> AsyncIterator[RunningService]:
+    """One slot and a queue timeout well inside the time a 450-token answer holds that slot.
+
+    On 2 CPUs the tiny model streams 1,000-4,000 tokens/s, so LONG holds the slot for 0.1-0.5 s.
+    """
+    settings = settings_for(tiny_home, max_concurrency=1, max_queue=4, queue_timeout_ms=60)
+    async with running_service(create_service(settings), settings) as srv:
+        yield srv
+
+
 def sample(srv: RunningService, name: str, labels: dict[str, str] | None = None) -> float:
     return srv.server.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
@@ -63,7 +74,7 @@ async def test_a_time_limit_ends_the_stream_with_time_limit(one_slot: RunningSer
     messages = [
         m
         async for m in stub.GenerateStream(
-            pb.GenerateStreamRequest(prompt="Brusel", sampling=LONG, time_limit_ms=150)
+            pb.GenerateStreamRequest(prompt="Brusel", sampling=LONG, time_limit_ms=50)
         )
     ]
     elapsed = time.monotonic() - started
@@ -72,7 +83,7 @@ async def test_a_time_limit_ends_the_stream_with_time_limit(one_slot: RunningSer
     assert 0 < final.usage.completion_tokens < LONG.max_new_tokens and elapsed < 2.0
     assert "".join(m.text_delta for m in messages)
 
-    unary = await stub.Generate(pb.GenerateRequest(prompt="Brusel", sampling=LONG, time_limit_ms=150))
+    unary = await stub.Generate(pb.GenerateRequest(prompt="Brusel", sampling=LONG, time_limit_ms=50))
     assert unary.stop_reason == pb.STOP_REASON_TIME_LIMIT and unary.text
     assert (
         sample(one_slot, "talklike_inference_requests_total", {"adapter": "", "stop_reason": "time_limit"})
@@ -80,24 +91,28 @@ async def test_a_time_limit_ends_the_stream_with_time_limit(one_slot: RunningSer
     )
 
 
-async def test_a_queued_request_that_waits_too_long_gets_deadline_exceeded(one_slot: RunningService) -> None:
-    stub = pb_grpc.InferenceServiceStub(one_slot.channel())
+async def test_a_queued_request_that_waits_too_long_gets_deadline_exceeded(
+    short_queue: RunningService,
+) -> None:
+    stub = pb_grpc.InferenceServiceStub(short_queue.channel())
     holder = stub.GenerateStream(pb.GenerateStreamRequest(prompt="Brusel", sampling=LONG, time_limit_ms=3000))
     await holder.read()  # the slot is taken
     started = time.monotonic()
     waiting = asyncio.ensure_future(
         stub.Generate(pb.GenerateRequest(prompt="Brusel", sampling=pb.SamplingParams(max_new_tokens=4)))
     )
-    await asyncio.sleep(0.15)
-    assert sample(one_slot, "talklike_inference_queue_depth") == 1
+    await asyncio.sleep(0.02)
+    assert sample(short_queue, "talklike_inference_queue_depth") == 1
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await waiting
     waited = time.monotonic() - started
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert "in the queue" in (info.value.details() or "") and 0.25 < waited < 2.0
-    assert sample(one_slot, "talklike_inference_queue_depth") == 0  # the gauge forgets the one that gave up
+    assert "in the queue" in (info.value.details() or "") and 0.05 < waited < 2.0
+    assert (
+        sample(short_queue, "talklike_inference_queue_depth") == 0
+    )  # the gauge forgets the one that gave up
     holder.cancel()
-    await wait_idle(one_slot)
+    await wait_idle(short_queue)
 
     # The slot is free again: a request now runs at once.
     reply = await stub.Generate(
@@ -113,9 +128,9 @@ async def test_a_client_deadline_stops_generation_within_a_second(one_slot: Runn
     first = await stub.Generate(
         pb.GenerateRequest(prompt="Brusel", sampling=pb.SamplingParams(max_new_tokens=60, seed=1))
     )
-    # At least 0.25 s, so a loaded machine still streams some tokens before the deadline; far
-    # below the ~1 s the 450-token answer takes, so the deadline still cuts it mid-way.
-    deadline_s = max(time.monotonic() - started, 0.25)
+    # Twice the 60-token time, so a loaded machine still streams some tokens before the deadline;
+    # well below the 7.5 times as long the 450-token answer takes, so the deadline cuts it mid-way.
+    deadline_s = max(2 * (time.monotonic() - started), 0.08)
     assert first.usage.completion_tokens == 60
     received = 0
     with pytest.raises(grpc.aio.AioRpcError) as info:
