@@ -35,22 +35,29 @@ class TextAssembler:
             needed = next(
                 k
                 for k in range(1, len(ids) + 1)
-                if k == len(ids) or self._contains_stop(self._decode(self._ids[: before + k]))
+                if k == len(ids) or self._find_stop(self._decode(self._ids[: before + k])) != -1
             )
             self.ids_past_stop = len(ids) - needed
         return delta, hit
 
-    def _contains_stop(self, text: str) -> bool:
-        return any(stop in text for stop in self._stops)
+    def _find_stop(self, text: str) -> int:
+        """Where the first stop sequence (in the caller's order) starts in ``text``; -1 if none.
+
+        Only the part not yet emitted (and a stop's length before it) is searched: what was
+        emitted was already checked.
+        """
+        for stop in self._stops:
+            index = text.find(stop, max(0, len(self.emitted) - len(stop)))
+            if index != -1:
+                return index
+        return -1
 
     def add_text(self, text: str | None) -> tuple[str, bool]:
         """Add text directly (backends that produce text); ``None`` re-decodes the ids."""
         self._text = self._decode(self._ids) if text is None else self._text + text
-        for stop in self._stops:
-            start = max(0, len(self.emitted) - len(stop))
-            index = self._text.find(stop, start)
-            if index != -1:
-                return self._emit(self._text[:index]), True
+        index = self._find_stop(self._text)
+        if index != -1:
+            return self._emit(self._text[:index]), True
         safe = self._text
         if safe.endswith("\ufffd"):
             safe = safe.rstrip("\ufffd")
