@@ -36,22 +36,26 @@ def settings_for(home: Path, **overrides: object) -> InferenceSettings:
     return InferenceSettings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def one_slot(tiny_home: Path) -> AsyncIterator[RunningService]:
-    """One generation at a time, a short queue timeout: the second request must wait."""
-    settings = settings_for(tiny_home, max_concurrency=1, max_queue=4, queue_timeout_ms=300)
+async def serve_one_slot(home: Path, queue_timeout_ms: int) -> AsyncIterator[RunningService]:
+    """One generation at a time and a queue of four: the second request must wait."""
+    settings = settings_for(home, max_concurrency=1, max_queue=4, queue_timeout_ms=queue_timeout_ms)
     async with running_service(create_service(settings), settings) as srv:
         yield srv
 
 
 @pytest.fixture
+async def one_slot(tiny_home: Path) -> AsyncIterator[RunningService]:
+    async for srv in serve_one_slot(tiny_home, queue_timeout_ms=300):
+        yield srv
+
+
+@pytest.fixture
 async def short_queue(tiny_home: Path) -> AsyncIterator[RunningService]:
-    """One slot and a queue timeout well inside the time a 450-token answer holds that slot.
+    """A queue timeout well inside the time a 450-token answer holds the slot.
 
     On 2 CPUs the tiny model streams 1,000-4,000 tokens/s, so LONG holds the slot for 0.1-0.5 s.
     """
-    settings = settings_for(tiny_home, max_concurrency=1, max_queue=4, queue_timeout_ms=60)
-    async with running_service(create_service(settings), settings) as srv:
+    async for srv in serve_one_slot(tiny_home, queue_timeout_ms=60):
         yield srv
 
 
@@ -108,9 +112,8 @@ async def test_a_queued_request_that_waits_too_long_gets_deadline_exceeded(
     waited = time.monotonic() - started
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "in the queue" in (info.value.details() or "") and 0.05 < waited < 2.0
-    assert (
-        sample(short_queue, "talklike_inference_queue_depth") == 0
-    )  # the gauge forgets the one that gave up
+    # The gauge forgets the one that gave up.
+    assert sample(short_queue, "talklike_inference_queue_depth") == 0
     holder.cancel()
     await wait_idle(short_queue)
 
