@@ -25,6 +25,13 @@ STATES = {
 }
 BACKENDS = {pb.TRAINING_BACKEND_PEFT: "peft", pb.TRAINING_BACKEND_OPENAI: "openai"}
 BACKEND_PB = {v: k for k, v in BACKENDS.items()}
+SCHEDULES = {
+    pb.LEARNING_RATE_SCHEDULE_UNSPECIFIED: "linear",
+    pb.LEARNING_RATE_SCHEDULE_LINEAR: "linear",
+    pb.LEARNING_RATE_SCHEDULE_COSINE: "cosine",
+    pb.LEARNING_RATE_SCHEDULE_CONSTANT: "constant",
+}
+SCHEDULE_PB = {v: k for k, v in SCHEDULES.items() if k != pb.LEARNING_RATE_SCHEDULE_UNSPECIFIED}
 
 
 def hyperparameters_from(h: pb.Hyperparameters) -> Hyperparameters:
@@ -42,7 +49,21 @@ def hyperparameters_from(h: pb.Hyperparameters) -> Hyperparameters:
         lora_target_modules=tuple(h.lora_target_modules),
         seed=h.seed,
         eval_interval_steps=h.eval_interval_steps or 10,
+        gradient_accumulation_steps=h.gradient_accumulation_steps or 1,
+        warmup_steps=h.warmup_steps,
+        learning_rate_schedule=SCHEDULES.get(
+            h.learning_rate_schedule, f"unknown ({h.learning_rate_schedule})"
+        ),
+        early_stopping_patience=h.early_stopping_patience,
     )
+
+
+def hyperparameters_pb(hp: dict[str, Any]) -> pb.Hyperparameters:
+    """A stored job's settings as the proto (jobs stored before a field existed get its default)."""
+    known = {f.name for f in pb.Hyperparameters.DESCRIPTOR.fields}
+    fields = {k: v for k, v in hp.items() if k in known}
+    fields["learning_rate_schedule"] = SCHEDULE_PB.get(hp.get("learning_rate_schedule", "linear"), 0)
+    return pb.Hyperparameters(**fields)
 
 
 def job_pb(job: JobRecord) -> pb.Job:
@@ -56,7 +77,7 @@ def job_pb(job: JobRecord) -> pb.Job:
         validation_dataset_path=spec["validation_dataset_path"],
         base_model=spec["base_model"],
         adapter_name=spec["adapter_name"],
-        hyperparameters=pb.Hyperparameters(**{**hp, "lora_target_modules": hp["lora_target_modules"]}),
+        hyperparameters=hyperparameters_pb(hp),
         step=job.step,
         total_steps=job.total_steps,
         train_loss=job.train_loss,

@@ -17,6 +17,7 @@ from talklike.common.paths import resolve_in_home
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 BACKENDS = ("peft", "openai")
+SCHEDULES = ("linear", "cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class Hyperparameters:
     lora_target_modules: tuple[str, ...] = ()
     seed: int = 0
     eval_interval_steps: int = 10
+    gradient_accumulation_steps: int = 1
+    #: 0 = 5 % of the steps (at least 1).
+    warmup_steps: int = 0
+    learning_rate_schedule: str = "linear"
+    #: Validation passes without a lower loss before stopping; 0 = never stop early.
+    early_stopping_patience: int = 0
 
     def validate(self) -> Hyperparameters:
         checks = [
@@ -46,6 +53,22 @@ class Hyperparameters:
             ("lora_alpha", self.lora_alpha > 0, "must be positive"),
             ("lora_dropout", 0 <= self.lora_dropout <= 0.9, "must be between 0 and 0.9"),
             ("eval_interval_steps", 1 <= self.eval_interval_steps <= 1_000_000, "must be at least 1"),
+            (
+                "gradient_accumulation_steps",
+                1 <= self.gradient_accumulation_steps <= 256,
+                "must be between 1 and 256",
+            ),
+            ("warmup_steps", 0 <= self.warmup_steps <= 1_000_000, "must be between 0 and 1000000"),
+            (
+                "learning_rate_schedule",
+                self.learning_rate_schedule in SCHEDULES,
+                f"must be one of {', '.join(SCHEDULES)}",
+            ),
+            (
+                "early_stopping_patience",
+                0 <= self.early_stopping_patience <= 1000,
+                "must be between 0 and 1000",
+            ),
         ]
         for name, ok, reason in checks:
             if not ok:

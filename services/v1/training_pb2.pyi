@@ -83,6 +83,34 @@ TRAINING_BACKEND_OPENAI: TrainingBackend.ValueType  # 2
 """OpenAI's fine-tuning API."""
 Global___TrainingBackend: _TypeAlias = TrainingBackend  # noqa: Y015
 
+class _LearningRateSchedule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LearningRateScheduleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LearningRateSchedule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEARNING_RATE_SCHEDULE_UNSPECIFIED: _LearningRateSchedule.ValueType  # 0
+    """Linear."""
+    LEARNING_RATE_SCHEDULE_LINEAR: _LearningRateSchedule.ValueType  # 1
+    """Linear decay to 0 at the last step."""
+    LEARNING_RATE_SCHEDULE_COSINE: _LearningRateSchedule.ValueType  # 2
+    """Cosine decay to 0 at the last step."""
+    LEARNING_RATE_SCHEDULE_CONSTANT: _LearningRateSchedule.ValueType  # 3
+    """Constant at the peak."""
+
+class LearningRateSchedule(_LearningRateSchedule, metaclass=_LearningRateScheduleEnumTypeWrapper):
+    """The learning rate after the warmup."""
+
+LEARNING_RATE_SCHEDULE_UNSPECIFIED: LearningRateSchedule.ValueType  # 0
+"""Linear."""
+LEARNING_RATE_SCHEDULE_LINEAR: LearningRateSchedule.ValueType  # 1
+"""Linear decay to 0 at the last step."""
+LEARNING_RATE_SCHEDULE_COSINE: LearningRateSchedule.ValueType  # 2
+"""Cosine decay to 0 at the last step."""
+LEARNING_RATE_SCHEDULE_CONSTANT: LearningRateSchedule.ValueType  # 3
+"""Constant at the peak."""
+Global___LearningRateSchedule: _TypeAlias = LearningRateSchedule  # noqa: Y015
+
 @_typing.final
 class Hyperparameters(_message.Message):
     """Training settings. Zero values mean the defaults given per field."""
@@ -100,6 +128,10 @@ class Hyperparameters(_message.Message):
     LORA_TARGET_MODULES_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     EVAL_INTERVAL_STEPS_FIELD_NUMBER: _builtins.int
+    GRADIENT_ACCUMULATION_STEPS_FIELD_NUMBER: _builtins.int
+    WARMUP_STEPS_FIELD_NUMBER: _builtins.int
+    LEARNING_RATE_SCHEDULE_FIELD_NUMBER: _builtins.int
+    EARLY_STOPPING_PATIENCE_FIELD_NUMBER: _builtins.int
     epochs: _builtins.int
     """Passes over the training set; 0 = 1 (ignored when max_steps is set)."""
     max_steps: _builtins.int
@@ -120,6 +152,22 @@ class Hyperparameters(_message.Message):
     """Seed for shuffling and initialisation."""
     eval_interval_steps: _builtins.int
     """Evaluate on the validation set every this many steps; 0 = 10."""
+    gradient_accumulation_steps: _builtins.int
+    """Micro-batches of batch_size whose gradients are summed before one optimizer step, 1 .. 256;
+    0 = 1. A step sees batch_size × gradient_accumulation_steps examples, with the memory of one
+    micro-batch; the loss is weighted by answer tokens, so it equals the bigger batch's loss.
+    """
+    warmup_steps: _builtins.int
+    """Steps over which the learning rate rises linearly from 0 to its peak; 0 = 5 % of the steps
+    (at least 1).
+    """
+    learning_rate_schedule: Global___LearningRateSchedule.ValueType
+    """How the learning rate falls after the warmup."""
+    early_stopping_patience: _builtins.int
+    """Stop when this many validation passes in a row did not lower the validation loss; 0 = never
+    stop early. With a validation set, the adapter written is always the one of the pass with the
+    lowest validation loss (the job's manifest names its step).
+    """
     @_builtins.property
     def lora_target_modules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Module names to adapt (e.g. q_proj, v_proj); empty = all linear projections of the model."""
@@ -138,10 +186,14 @@ class Hyperparameters(_message.Message):
         lora_target_modules: _abc.Iterable[_builtins.str] | None = ...,
         seed: _builtins.int = ...,
         eval_interval_steps: _builtins.int = ...,
+        gradient_accumulation_steps: _builtins.int = ...,
+        warmup_steps: _builtins.int = ...,
+        learning_rate_schedule: Global___LearningRateSchedule.ValueType = ...,
+        early_stopping_patience: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "epochs", b"epochs", "eval_interval_steps", b"eval_interval_steps", "learning_rate", b"learning_rate", "lora_alpha", b"lora_alpha", "lora_dropout", b"lora_dropout", "lora_r", b"lora_r", "lora_target_modules", b"lora_target_modules", "max_sequence_tokens", b"max_sequence_tokens", "max_steps", b"max_steps", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "early_stopping_patience", b"early_stopping_patience", "epochs", b"epochs", "eval_interval_steps", b"eval_interval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "learning_rate", b"learning_rate", "learning_rate_schedule", b"learning_rate_schedule", "lora_alpha", b"lora_alpha", "lora_dropout", b"lora_dropout", "lora_r", b"lora_r", "lora_target_modules", b"lora_target_modules", "max_sequence_tokens", b"max_sequence_tokens", "max_steps", b"max_steps", "seed", b"seed", "warmup_steps", b"warmup_steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
