@@ -65,9 +65,10 @@ class InferenceSettings(ServiceSettings):
         default="", description="Comma-separated adapter names to load from the store at start."
     )
     adapters_on_demand: bool = Field(
-        default=False,
+        default=True,
         description="A request naming an adapter that is not loaded loads it from the adapter store "
-        "first (when it is there); for replicas sharing one store, where LoadAdapter reaches only one.",
+        "first (when it is there): adapters survive a restart, and replicas sharing one store serve "
+        "what LoadAdapter loaded on one of them. false = only LoadAdapter / preload_adapters load.",
     )
     http_port: int = Field(
         default=8054,
