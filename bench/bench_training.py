@@ -5,6 +5,11 @@ projections), same batch size and learning rate, measured in the same run: steps
 of each, and the ratio ours/Trainer (target ≥ 1.0×). Then the SmolLM2-135M-Instruct step time
 with our loop (batch 4, ≤128 tokens; DESIGN.md measured 3.2 s/step). `--skip-smollm2` leaves
 the slow part out.
+
+Then the answer-only step against the full-logits step (the loss before it: the LM head over
+every position), on the same LoRA model and the same batches of persona-length examples (batch
+4, ~170 tokens), alternated: steps/s of each and the speed-up, per model (`--answer-only-models`,
+default smollm2 and gemma3-270m; empty skips it).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 STEPS = 60
 
@@ -113,16 +119,108 @@ def hf_trainer(home: Path, steps: int, max_tokens: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
+def full_logits_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """The baseline: logits at every position, prompt and padding masked out of the loss."""
+    import torch
+    from talklike.training.data import IGNORE
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE,
+    )
+
+
+def answer_only_vs_full(home: Path, models_dir: Path, base: str, steps: int) -> tuple[float, float, float]:
+    """(full-logits steps/s, answer-only steps/s, mean tokens per example), alternated step by step."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from talklike.models import load, resolve
+    from talklike.training.data import encode_all, read_examples
+    from talklike.training.peft_trainer import collate, linear_module_names, loss_of
+
+    model, tokenizer = load(resolve(base, models_dir))
+    model = get_peft_model(
+        model,
+        LoraConfig(r=16, lora_alpha=32, target_modules=linear_module_names(model), task_type="CAUSAL_LM"),
+    )
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    encoded = encode_all(tokenizer, read_examples(home / "data" / "long.jsonl"), 256, "training")
+    batches = [collate(encoded[i : i + 4], tokenizer.pad_token_id) for i in range(0, 4 * (steps + 1), 4)]
+    times: dict[str, float] = {"full": 0.0, "answer": 0.0}
+    for index, batch in enumerate(batches):
+        for name in ("full", "answer") if index % 2 else ("answer", "full"):
+            started = time.perf_counter()
+            loss = full_logits_loss(model, batch) if name == "full" else loss_of(model, batch)[0]
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if index:  # the first batch warms both up
+                times[name] += time.perf_counter() - started
+    tokens = sum(len(e.input_ids) for e in encoded[: 4 * (steps + 1)]) / (4 * (steps + 1))
+    return steps / times["full"], steps / times["answer"], tokens
+
+
+def write_long_dataset(path: Path, count: int = 64) -> None:
+    """Persona answers of the demo's length (~60 words), so the prompt/answer split is realistic."""
+    rng = random.Random(1)
+    parts = [
+        "To je neuvěřitelný, co se tady děje.",
+        "Já jsem celej život makal a voni jenom kradou.",
+        "Kampaň, kampaň, všude samá kampaň proti mně.",
+        "My jsme měli přebytkovej rozpočet a nejlepší čísla v Evropě.",
+        "Ale voni to nechtěj slyšet, protože v pražský kavárně se to nenosí.",
+        "Já to řeknu jednoduše: stát se musí řídit jako firma.",
+        "Lidi nemaj na nájem a Brusel nám bude říkat, co máme dělat?",
+    ]
+    rows = []
+    for i in range(count):
+        answer = " ".join(rng.sample(parts, 6)) + "\nAndrej Babiš"
+        rows.append(
+            {
+                "messages": [
+                    {
+                        "role": "system",
+                        "content": "Jsi satirická parodie politika: hovorová čeština a podpis.",
+                    },
+                    {"role": "user", "content": f"Pane předsedo, jak chcete zastavit zdražování? ({i})"},
+                    {"role": "assistant", "content": answer},
+                ]
+            }
+        )
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--skip-smollm2", action="store_true")
+    parser.add_argument("--skip-trainer", action="store_true", help="skip ours vs transformers.Trainer")
+    parser.add_argument("--answer-only-models", default="smollm2,gemma3-270m")
+    parser.add_argument("--answer-only-steps", type=int, default=6)
+    parser.add_argument(
+        "--models-dir", default="var/models", help="models cache (converted once; the data home's models/)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "data").mkdir()
         write_dataset(home / "data" / "train.jsonl")
+        write_long_dataset(home / "data" / "long.jsonl")
+        for base in filter(None, args.answer_only_models.split(",")):
+            full, answer, tokens = answer_only_vs_full(
+                home, Path(args.models_dir), base, args.answer_only_steps
+            )
+            print(
+                f"{base}, batch 4 x ~{tokens:.0f} tokens, LoRA r=16 all linear, {args.answer_only_steps} steps each "
+                f"(alternated): full logits {1 / full:.2f} s/step, answer-only {1 / answer:.2f} s/step: "
+                f"{answer / full:.2f}x steps/s"
+            )
+        if args.skip_trainer:
+            return
         ours(home, "tiny", 5, 128)  # warm-up: builds tiny, loads torch
         # Interleaved, so that a change in the machine's load hits both sides alike.
         hf_rates, our_rates = [], []
