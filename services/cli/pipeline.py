@@ -10,33 +10,54 @@ from rich.progress import TaskID
 from talklike.cli.output import console, err_console, fail, progress, table
 from talklike.common.errors import TalklikeError
 from talklike.common.paths import data_home, resolve_in_home
+from talklike.pipeline.config import PipelineConfig
 
 pipeline_app = typer.Typer(help="The whole pipeline, each stage through its service.", no_args_is_help=True)
 
 
+DEFAULTS = PipelineConfig()
+
+
 @pipeline_app.command("run")
 def run(
-    pack: Annotated[str, typer.Option(help="Persona pack.")] = "babis",
+    pack: Annotated[str, typer.Option(help="Persona pack.")] = DEFAULTS.pack,
     base_model: Annotated[
-        str, typer.Option(help="Base model source: smollm2 (demo), tiny (tests), a directory...")
-    ] = "smollm2",
+        str,
+        typer.Option(
+            help="Base model source: gemma3-270m (demo, multilingual), smollm2 (English), tiny (tests), "
+            "a directory..."
+        ),
+    ] = DEFAULTS.base_model,
     out: Annotated[str, typer.Option(help="Run directory inside the data home.")] = "runs/demo",
-    count: Annotated[int, typer.Option(help="Examples to generate.")] = 600,
-    seed: Annotated[int, typer.Option(help="Seed for generation, training and sampling.")] = 42,
-    max_steps: Annotated[int, typer.Option(help="LoRA training steps.")] = 120,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (LoRA).")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
+    count: Annotated[int, typer.Option(help="Examples to generate.")] = DEFAULTS.count,
+    seed: Annotated[int, typer.Option(help="Seed for generation, training and sampling.")] = DEFAULTS.seed,
+    max_steps: Annotated[int, typer.Option(help="LoRA training steps.")] = DEFAULTS.max_steps,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (LoRA).")] = DEFAULTS.learning_rate,
+    batch_size: Annotated[int, typer.Option(help="Examples per micro-batch.")] = DEFAULTS.batch_size,
+    gradient_accumulation: Annotated[
+        int, typer.Option(help="Micro-batches per optimizer step.")
+    ] = DEFAULTS.gradient_accumulation_steps,
     max_tokens: Annotated[
         int, typer.Option(help="Longest training example in tokens (babis examples run to ~250).")
-    ] = 256,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = 2r).")] = 16,
-    eval_questions: Annotated[int, typer.Option(help="Held-out questions in the benchmark.")] = 24,
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length in the benchmark.")] = 64,
+    ] = DEFAULTS.max_sequence_tokens,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (alpha = 2r).")] = DEFAULTS.lora_r,
+    patience: Annotated[
+        int, typer.Option(help="Validation passes without improvement before stopping (0 = never).")
+    ] = DEFAULTS.early_stopping_patience,
+    eval_questions: Annotated[
+        int, typer.Option(help="Template-held-out questions in the benchmark (0 = all).")
+    ] = DEFAULTS.eval_questions,
+    freeform: Annotated[
+        bool, typer.Option(help="Also ask the pack's hand-written free-form questions.")
+    ] = DEFAULTS.freeform_questions,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Answer length in the benchmark.")
+    ] = DEFAULTS.max_new_tokens,
     home: Annotated[Path | None, typer.Option(help="Data home (default TALKLIKE_HOME or ./var).")] = None,
 ) -> None:
     """Run every stage through its service; an unchanged stage is skipped, a failed one says which and why."""
+    from talklike.evaluation.lexicon import pack_dir
     from talklike.pipeline.run import (
-        PipelineConfig,
         eval_stage,
         generate_stage,
         load_stage,
@@ -48,8 +69,12 @@ def run(
     root = data_home(home)
     try:
         out_dir = resolve_in_home(root, out, "out")
+        pack_files = sorted(p for p in pack_dir(pack, root).rglob("*") if p.is_file())
     except TalklikeError as exc:
-        fail(exc.message, "give --out a directory inside the data home, e.g. runs/demo")
+        fail(
+            exc.message,
+            "give --out a directory inside the data home and --pack a pack `talklike packs list` shows",
+        )
     config = PipelineConfig(
         pack=pack,
         base_model=base_model,
@@ -58,10 +83,13 @@ def run(
         max_steps=max_steps,
         learning_rate=learning_rate,
         batch_size=batch_size,
+        gradient_accumulation_steps=gradient_accumulation,
         max_sequence_tokens=max_tokens,
         lora_r=lora_r,
         lora_alpha=2.0 * lora_r,
+        early_stopping_patience=patience,
         eval_questions=eval_questions,
+        freeform_questions=freeform,
         max_new_tokens=max_new_tokens,
     )
     with progress() as bar:
@@ -81,7 +109,7 @@ def run(
         try:
             dataset = runner.run(
                 "generate",
-                {"config": config.pack, "count": count, "seed": seed},
+                {"config": config.pack, "pack_files": pack_files, "count": count, "seed": seed},
                 lambda: generate_stage(config, root, out_dir, show),
             )
             moderated = runner.run(
@@ -96,9 +124,7 @@ def run(
                 {
                     "train": train_path,
                     "val": val_path,
-                    "config": {
-                        k: v for k, v in vars(config).items() if k not in {"eval_questions", "max_new_tokens"}
-                    },
+                    "config": config.training_inputs(),
                 },
                 lambda: train_stage(config, root, train_path, val_path, show),
             )
@@ -109,6 +135,7 @@ def run(
                 {
                     "adapter": adapter_manifest,
                     "heldout": Path(dataset["heldout_path"]),
+                    "pack_files": pack_files,
                     "config": vars(config),
                 },
                 lambda: eval_stage(config, root, Path(dataset["heldout_path"]), out_dir, show),

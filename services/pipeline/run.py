@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from talklike.common.client import connect
+from talklike.pipeline.config import PipelineConfig
 from talklike.pipeline.stages import StageFailed, StageRunner
 from talklike.v1 import training_pb2, training_pb2_grpc
 
 Progress = Callable[[str, int, int, str], None]  # stage, done, total, detail
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything the stages depend on (it is part of their fingerprints)."""
-
-    pack: str = "babis"
-    base_model: str = "smollm2"
-    count: int = 600
-    seed: int = 42
-    max_steps: int = 120
-    # LoRA on SmolLM2-135M, 120 steps: 1e-3 took the babis markers from 0 % to 29 % where 3e-4 left them at 0 %.
-    learning_rate: float = 1e-3
-    batch_size: int = 4
-    max_sequence_tokens: int = 256
-    lora_r: int = 16
-    lora_alpha: float = 32.0
-    eval_questions: int = 24
-    max_new_tokens: int = 64
-    adapter: str = ""
-
-    @property
-    def adapter_name(self) -> str:
-        return self.adapter or f"{self.pack}-{self.base_model.replace('/', '-').replace('.', '-')}"[:64]
 
 
 def follow(stage: str, stream: Iterable[Any], progress: Progress) -> Any:
@@ -116,12 +93,12 @@ def train_stage(
             max_steps=config.max_steps,
             learning_rate=config.learning_rate,
             batch_size=config.batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
             max_sequence_tokens=config.max_sequence_tokens,
             lora_r=config.lora_r,
             lora_alpha=config.lora_alpha,
-            # A validation pass costs a minute on CPU with SmolLM2: half-way and at the end (with a
-            # checkpoint half-way for resuming) is enough for the report's loss curve.
-            eval_interval_steps=max(10, config.max_steps // 2),
+            eval_interval_steps=config.eval_interval_steps,
+            early_stopping_patience=config.early_stopping_patience,
             seed=config.seed,
         ),
     )

@@ -24,6 +24,11 @@ from talklike.training.data import IGNORE, Encoded, JobError, encode_all, file_s
 from talklike.training.spec import JobSpec
 
 Emit = Callable[..., None]
+#: Validation runs without gradients, so it can take bigger batches than training: fewer, fuller
+#: forward passes (the validation examples are sorted by length, so little of it is padding).
+EVAL_BATCH_SIZE = 16
+#: Validation examples used (the first of the file): enough tokens to rank checkpoints.
+MAX_EVAL_EXAMPLES = 64
 
 
 @dataclass
@@ -207,7 +212,8 @@ class PeftTrainer:
                 read_examples(self.home / self.spec.validation_dataset_path),
                 hp.max_sequence_tokens,
                 "validation",
-            )[:64]
+            )[:MAX_EVAL_EXAMPLES]
+            val.sort(key=lambda e: len(e.input_ids))
         return model, tokenizer, train, val
 
     def run(
@@ -261,7 +267,7 @@ class PeftTrainer:
             scheduler.load_state_dict(torch.load(self.checkpoint / "scheduler.pt", weights_only=True))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if val and initial_eval is None:
-            initial_eval = evaluate(model, val, pad, hp.batch_size)
+            initial_eval = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE))
             self.emit(
                 "eval",
                 f"before training: eval loss {initial_eval:.4f}",
@@ -310,7 +316,7 @@ class PeftTrainer:
             )
             if done % hp.eval_interval_steps == 0 or done == total_steps:
                 if val:
-                    eval_loss = evaluate(model, val, pad, hp.batch_size)
+                    eval_loss = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE))
                     improved = best.observe(done, eval_loss)
                     self.emit(
                         "eval",
