@@ -7,6 +7,19 @@ person: it names the field or the thing, and says what to do.
 
 from __future__ import annotations
 
+#: Most characters of a caller's value that an error message or a log line quotes: a 10 MB name
+#: echoed back would exceed the client's metadata limit (a transport error instead of the status)
+#: and make a 10 MB log line.
+QUOTE_CHARS = 100
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``repr`` of a caller's value, cut to ``limit`` characters with the full length said."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
 
 class TalklikeError(Exception):
     """Base of every error a user can cause or fix."""
@@ -29,7 +42,7 @@ class NotFound(TalklikeError):
     """An id or name that does not exist: ``kind`` says what was looked up (pack, job, adapter...)."""
 
     def __init__(self, kind: str, name: str, hint: str = "") -> None:
-        message = f"{kind} {name!r} not found"
+        message = f"{kind} {quote(name)} not found"
         super().__init__(f"{message}; {hint}" if hint else message)
         self.kind = kind
         self.name = name

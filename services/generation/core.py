@@ -30,6 +30,7 @@ from talklike.generation.dataset import (
     resolve_out,
     validate_numbers,
 )
+from talklike.generation.endpoints import allowed_urls, choose_endpoint
 from talklike.generation.llm import LlmConfig
 from talklike.generation.packs import PackEntry, list_packs, load_pack
 from talklike.generation.settings import GenerationSettings
@@ -53,6 +54,8 @@ class LlmRequest:
     model: str
     temperature: float | None = None
     batch_size: int = 0
+    #: The caller's own key, sent only to an endpoint outside the allowed ones.
+    api_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -149,10 +152,13 @@ class GenerationCore:
 
     def _llm_config(self, llm: LlmRequest) -> LlmConfig:
         s = self.settings
-        if not llm.base_url.strip():
-            raise InvalidArgument("llm.base_url", "LLM mode needs the base URL of an OpenAI-compatible API")
-        if not llm.base_url.startswith(("http://", "https://")):
-            raise InvalidArgument("llm.base_url", f"{llm.base_url!r} is not an http(s) URL")
+        endpoint = choose_endpoint(
+            llm.base_url,
+            llm.api_key,
+            allowed_urls(s.llm_base_urls),
+            os.environ.get(s.llm_api_key_env, ""),
+            others_allowed=s.llm_other_endpoints,
+        )
         if not llm.model.strip():
             raise InvalidArgument("llm.model", "LLM mode needs a model name")
         temperature = s.llm_temperature if llm.temperature is None else llm.temperature
@@ -163,9 +169,9 @@ class GenerationCore:
                 "llm.batch_size", f"must be between 1 and 100 (0 = default), got {llm.batch_size}"
             )
         return LlmConfig(
-            base_url=llm.base_url.strip(),
+            base_url=endpoint.base_url,
             model=llm.model.strip(),
-            api_key=os.environ.get(s.llm_api_key_env, ""),
+            api_key=endpoint.api_key,
             temperature=temperature,
             max_tokens=s.llm_max_tokens,
             batch_size=llm.batch_size or s.llm_batch_size,

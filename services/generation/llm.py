@@ -41,11 +41,11 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class LlmConfig:
-    """Where and how to ask; the key comes from the service's environment, never a request."""
+    """Where and how to ask; the key is the service's only for an allowed endpoint (``endpoints``)."""
 
     base_url: str
     model: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     temperature: float = 0.7
     max_tokens: int = 2048
     batch_size: int = 10
@@ -175,7 +175,8 @@ def api_key_for(base_url: str, key: str) -> str:
     host = urlparse(base_url).hostname or ""
     if host.endswith("openai.com"):
         raise FailedPrecondition(
-            "LLM mode against OpenAI needs an API key: set OPENAI_API_KEY in the generation service's environment"
+            "LLM mode against OpenAI needs an API key: list the endpoint in TALKLIKE_GENERATION_LLM_BASE_URLS "
+            "and set OPENAI_API_KEY for the generation service, or send your own in llm.api_key"
         )
     return "not-needed"
 

@@ -157,6 +157,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                 model=request.llm.model,
                 temperature=request.llm.temperature if request.llm.HasField("temperature") else None,
                 batch_size=request.llm.batch_size,
+                api_key=request.llm.api_key,
             )
         builder = self.core.prepare(
             pack=request.pack,
@@ -239,6 +240,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                     model=request.llm.model,
                     temperature=request.llm.temperature if request.llm.HasField("temperature") else None,
                     batch_size=request.llm.batch_size,
+                    api_key=request.llm.api_key,
                 )
             ),
             examples=request.examples,

@@ -31,9 +31,19 @@ class GenerationSettings(ServiceSettings):
         description="YAML mapping model (or prefix) → {training_usd_per_million, example_token_limit}; "
         "overrides the built-in training prices.",
     )
+    llm_base_urls: str = Field(
+        default="https://api.openai.com/v1",
+        description="Comma-separated base URLs of the OpenAI-compatible endpoints the service's own key "
+        "(llm_api_key_env) may be sent to.",
+    )
+    llm_other_endpoints: bool = Field(
+        default=True,
+        description="A request may name an endpoint outside llm_base_urls; it gets only the request's own "
+        "llm.api_key, never the service's. false = such requests are refused (PERMISSION_DENIED).",
+    )
     llm_api_key_env: str = Field(
         default="OPENAI_API_KEY",
-        description="Environment variable holding the API key for LLM question mode.",
+        description="Environment variable holding the service's API key, sent only to llm_base_urls.",
     )
     llm_temperature: float = Field(
         default=0.7, ge=0, le=2, description="Sampling temperature of LLM questions."

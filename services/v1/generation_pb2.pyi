@@ -211,7 +211,10 @@ Global___ListPacksResponse: _TypeAlias = ListPacksResponse  # noqa: Y015
 
 @_typing.final
 class LlmOptions(_message.Message):
-    """The LLM that writes questions. The API key is never sent: the service reads it from its environment."""
+    """The LLM that writes questions. The service's own API key (from its environment) is sent only to
+    the endpoints its operator allowed (setting TALKLIKE_GENERATION_LLM_BASE_URLS); an endpoint the
+    caller brings gets only the caller's api_key.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -219,14 +222,22 @@ class LlmOptions(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     TEMPERATURE_FIELD_NUMBER: _builtins.int
     BATCH_SIZE_FIELD_NUMBER: _builtins.int
+    API_KEY_FIELD_NUMBER: _builtins.int
     base_url: _builtins.str
-    """Base URL of an OpenAI-compatible API, e.g. "https://api.openai.com/v1" or "http://127.0.0.1:8000/v1"."""
+    """Base URL of an OpenAI-compatible API, e.g. "https://api.openai.com/v1" or "http://127.0.0.1:8000/v1";
+    at most 1,024 characters; required in LLM mode.
+    """
     model: _builtins.str
     """Model name at that endpoint."""
     temperature: _builtins.float
     """Sampling temperature, 0 .. 2; unset = the service's setting."""
     batch_size: _builtins.int
     """Answers per request, 1 .. 100; 0 = the service's setting."""
+    api_key: _builtins.str
+    """The caller's own API key for a base_url that is not one of the allowed endpoints (at most 1,024
+    characters); empty = no key is sent there. Ignored for an allowed endpoint, which gets the service's
+    key. Never stored, cached or logged.
+    """
     def __init__(
         self,
         *,
@@ -234,10 +245,11 @@ class LlmOptions(_message.Message):
         model: _builtins.str = ...,
         temperature: _builtins.float | None = ...,
         batch_size: _builtins.int = ...,
+        api_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "base_url", b"base_url", "batch_size", b"batch_size", "model", b"model", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "api_key", b"api_key", "base_url", b"base_url", "batch_size", b"batch_size", "model", b"model", "temperature", b"temperature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015

@@ -89,7 +89,7 @@ async def fake_openai() -> AsyncIterator[tuple[FakeOpenAI, str]]:
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: tuple[FakeOpenAI, str]
 ) -> AsyncIterator[tuple[RunningService, Path]]:
     monkeypatch.setenv(KEY_ENV, KEY)
     home = tmp_path / "home"
@@ -97,6 +97,7 @@ async def service(
         home=home,
         port=0,
         metrics_port=0,
+        llm_base_urls=fake_openai[1],  # the operator allows it: the service's key goes there
         llm_api_key_env=KEY_ENV,
         llm_backoff_s=0.01,
         llm_max_retries=2,
