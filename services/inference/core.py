@@ -95,6 +95,9 @@ class InferenceCore:
         )
         # Read at scrape time: a gauge set per request kept a refused or timed-out waiter forever.
         self.metrics.queue_depth.set_function(lambda: self.admission.queued)
+        bind_metrics = getattr(backend, "bind_metrics", None)  # a backend with figures of its own
+        if bind_metrics is not None:
+            bind_metrics(self.metrics)
         self._ids = itertools.count(1)
         self._adapter_lock = asyncio.Lock()
 

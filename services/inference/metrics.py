@@ -1,4 +1,5 @@
-"""Inference metrics: per adapter, time to first token and tokens/s; queue depth and active generations."""
+"""Inference metrics: per adapter, time to first token and tokens/s; queue depth and active generations;
+the transformers backend's shared-prefix cache (hit rate = hits / lookups, size, evictions)."""
 
 from __future__ import annotations
 
@@ -39,5 +40,41 @@ class InferenceMetrics:
             "talklike_inference_active_generations", "Generations holding a slot.", registry=None
         )
 
+        self.prefix_lookups = Counter(
+            "talklike_inference_prefix_cache_lookups",
+            "Prompts whose shared prefix (system prompt and template framing) was looked up, by result "
+            "(hit: its KV was reused; miss: computed, and kept for the next).",
+            ["result"],
+            registry=None,
+        )
+        self.prefix_reused_tokens = Counter(
+            "talklike_inference_prefix_cache_reused_tokens",
+            "Prompt tokens not prefilled because their KV came from the prefix cache.",
+            registry=None,
+        )
+        self.prefix_evictions = Counter(
+            "talklike_inference_prefix_cache_evictions",
+            "Prefix cache entries dropped to stay within its entry and byte bounds.",
+            registry=None,
+        )
+        self.prefix_entries = Gauge(
+            "talklike_inference_prefix_cache_entries", "Prefixes whose KV is cached.", registry=None
+        )
+        self.prefix_bytes = Gauge(
+            "talklike_inference_prefix_cache_bytes", "Memory held by cached prefix KV.", registry=None
+        )
+
     def collectors(self) -> list[object]:
-        return [self.requests, self.ttft, self.tokens_per_second, self.tokens, self.queue_depth, self.active]
+        return [
+            self.requests,
+            self.ttft,
+            self.tokens_per_second,
+            self.tokens,
+            self.queue_depth,
+            self.active,
+            self.prefix_lookups,
+            self.prefix_reused_tokens,
+            self.prefix_evictions,
+            self.prefix_entries,
+            self.prefix_bytes,
+        ]

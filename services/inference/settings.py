@@ -29,7 +29,10 @@ class InferenceSettings(ServiceSettings):
         "(for the openai backend: the OpenAI model name).",
     )
     max_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Generations running at once (one batch)."
+        default=8,
+        ge=1,
+        le=256,
+        description="Generations running at once (rows of the batch; a new one joins at the next decode step).",
     )
     max_queue: int = Field(
         default=32, ge=0, le=10_000, description="Requests waiting beyond that; more are refused."
@@ -39,8 +42,15 @@ class InferenceSettings(ServiceSettings):
         ge=1,
         description="A request waiting longer than this for a slot gets DEADLINE_EXCEEDED.",
     )
-    batch_wait_ms: int = Field(
-        default=5, ge=0, le=1000, description="How long a new batch waits for more requests to join it."
+    prefix_cache_entries: int = Field(
+        default=32,
+        ge=0,
+        le=10_000,
+        description="transformers: prompt prefixes (a system prompt in its chat framing, per adapter) whose "
+        "KV is kept and reused; 0 = off.",
+    )
+    prefix_cache_mb: int = Field(
+        default=256, ge=0, description="transformers: most memory the prefix cache holds, MiB."
     )
     stream_interval_ms: int = Field(
         default=20,

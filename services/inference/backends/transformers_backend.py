@@ -1,14 +1,14 @@
-"""The CPU backend: transformers + PEFT, with dynamic batching and per-row adapters.
+"""The CPU backend: transformers + PEFT, with continuous batching and per-row adapters.
 
-Requests that arrive together are decoded together: a *wave* takes every waiting request
-(up to ``max_concurrency``), left-pads the prompts into one batch and decodes step by step
-with a shared KV cache. Each row has its own sampling settings, seed and adapter — PEFT's
-``adapter_names`` applies a different LoRA (or none, ``__base__``) per row of one forward
-pass. Rows that finish (or are cancelled, or run out of time) leave the batch at once, so a
-cancelled request stops costing compute within one step. Requests that arrive mid-wave wait
-for the next one (after ``batch_wait_ms`` for company). Tokens go out at most every
-``stream_interval_ms`` (the first at once): with a fast model, a message per token would cost
-the event loop more than the decoding.
+One engine thread decodes the running batch step by step. A request joins at the next step:
+its prompt is prefilled then (with the other newcomers of that step, reusing the cached KV of
+a shared prefix such as the persona's system prompt) and its rows are added to the batch's
+cache (``talklike.inference.batching``); a row that finishes, is cancelled or runs out of time
+leaves at once and its slot takes the next request. So a request waits for one decode step and
+its own prefill, not for other people's answers. Each row has its own sampling settings, seed
+and adapter — PEFT's ``adapter_names`` applies a different LoRA (or none, ``__base__``) per row
+of one forward pass. Tokens go out at most every ``stream_interval_ms`` (the first at once):
+with a fast model, a message per token would cost the event loop more than the decoding.
 """
 
 from __future__ import annotations
@@ -19,14 +19,20 @@ import os
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from talklike.inference.batching import PrefillRow, RunningBatch, kept_columns, layer_windows, prefill_inputs
+from talklike.inference.prefix_cache import PrefixCache, PrefixFinder
 from talklike.inference.settings import InferenceSettings
 from talklike.inference.tokenizing import ChatTokenizer
 from talklike.inference.types import Chunk, GenerationRequest, Prompt, Sampling, ScoreResult, StopReason
+
+if TYPE_CHECKING:
+    from talklike.inference.metrics import InferenceMetrics
 
 log = logging.getLogger(__name__)
 BASE = "__base__"
@@ -81,19 +87,34 @@ class TransformersBackend:
         self.model_name = settings.base_model
         self.model_sha256 = ""
         self._lock = threading.Lock()  # one forward pass at a time
-        self._pending: list[_Row] = []
-        self._wakeup: asyncio.Event | None = None
-        self._scheduler: asyncio.Task[None] | None = None
         self._adapters: set[str] = set()
+        self.prefixes = PrefixCache(settings.prefix_cache_entries, settings.prefix_cache_mb * 2**20)
+        self._finder: PrefixFinder | None = None
+        #: The longest prefix whose KV every layer can hold (a sliding layer keeps its window less one).
+        self._prefix_limit = 0
+        # The engine thread's state: requests waiting for the next step, the rows being decoded.
+        self._wake = threading.Condition()
+        self._pending: deque[_Row] = deque()
+        self._rows: list[_Row] = []
+        self._batch: RunningBatch | None = None
+        self._stopping = False
+        self._engine: threading.Thread | None = None
+
+    def bind_metrics(self, metrics: InferenceMetrics) -> None:
+        """Report the prefix cache's lookups, evictions and size into the service's metrics."""
+        self.prefixes.metrics = metrics
+        metrics.prefix_entries.set_function(lambda: self.prefixes.entries)
+        metrics.prefix_bytes.set_function(lambda: self.prefixes.bytes)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
-        self._wakeup = asyncio.Event()
-        self._scheduler = asyncio.create_task(self._schedule(), name="transformers-batcher")
+        self._engine = threading.Thread(target=self._run, name="transformers-engine", daemon=True)
+        self._engine.start()
 
     def _load(self) -> None:
         import torch
+        from talklike.inference.batching import new_cache
         from talklike.models import load, resolve
 
         torch.set_num_threads(self.settings.torch_threads or default_torch_threads())
@@ -101,13 +122,19 @@ class TransformersBackend:
         self.base_model, tokenizer = load(resolved, self.device)
         self.model = self.base_model
         self.tokens = ChatTokenizer(tokenizer)
+        self._finder = PrefixFinder(self.tokens)
         self.model_name, self.model_sha256 = resolved.name, resolved.sha256
         self.max_context_tokens = int(getattr(self.base_model.config, "max_position_embeddings", 2048))
+        windows = layer_windows(new_cache(self.base_model.config))
+        self._prefix_limit = min(kept_columns(self.max_context_tokens, w) for w in windows)
 
     async def close(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            await asyncio.gather(self._scheduler, return_exceptions=True)
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.join)
+            self._engine = None
 
     # -- tokens -------------------------------------------------------------------------
     def _tok(self) -> ChatTokenizer:
@@ -129,9 +156,11 @@ class TransformersBackend:
         row = _Row(request, asyncio.get_running_loop(), asyncio.Queue())
         if request.time_limit_s:
             row.deadline = time.monotonic() + request.time_limit_s
-        self._pending.append(row)
-        assert self._wakeup is not None
-        self._wakeup.set()
+        with self._wake:
+            if self._stopping:
+                raise RuntimeError("the transformers backend is closed")
+            self._pending.append(row)
+            self._wake.notify()
         try:
             while True:
                 chunk = await row.queue.get()
@@ -145,123 +174,182 @@ class TransformersBackend:
         finally:
             row.cancelled.set()  # a closed stream (client gone, stop sequence) leaves the batch
 
-    async def _schedule(self) -> None:
-        assert self._wakeup is not None
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await self._gather_company()
-            while self._pending:
-                wave = self._pending[: self.settings.max_concurrency]
-                del self._pending[: len(wave)]
-                wave = [r for r in wave if not r.cancelled.is_set()]
-                if not wave:
-                    continue
-                try:
-                    await asyncio.to_thread(self._run_wave, wave)
-                except Exception:
-                    log.exception("generation batch failed")
-                    for row in wave:
-                        row.send(Chunk(stop=StopReason.ERROR))
-
-    async def _gather_company(self) -> None:
-        """Wait while requests keep arriving (up to 4 × batch_wait_ms), so a burst lands in one batch.
-
-        Concurrent clients' requests reach the server spread over a few milliseconds; a fixed
-        short wait would split them into waves that run one after another.
-        """
-        wait_s = self.settings.batch_wait_ms / 1000
-        if not wait_s:
-            return
-        deadline = time.monotonic() + 4 * wait_s
-        seen = -1
-        while len(self._pending) != seen and len(self._pending) < self.settings.max_concurrency:
-            seen = len(self._pending)
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(wait_s)
-
-    def _run_wave(self, rows: list[_Row]) -> None:
-        """Decode a batch to the end (runs in a worker thread)."""
+    def _run(self) -> None:
+        """The engine thread: admit newcomers, decode a step, until closed."""
         import torch
 
-        tok = self._tok()
+        while True:
+            with self._wake:
+                while not (self._stopping or self._pending or self._rows):
+                    self._wake.wait()
+                if self._stopping:
+                    break
+                joiners: list[_Row] = []
+                while self._pending and len(self._rows) + len(joiners) < self.settings.max_concurrency:
+                    row = self._pending.popleft()
+                    if not row.cancelled.is_set():
+                        joiners.append(row)
+            try:
+                with torch.inference_mode():
+                    self._step(joiners)
+            except Exception:
+                log.exception("generation step failed")
+                self._fail(self._rows + [r for r in joiners if r not in self._rows])
+        with self._wake:
+            left = self._rows + list(self._pending)
+            self._pending.clear()
+        self._fail(left)
+
+    def _fail(self, rows: list[_Row]) -> None:
+        """End these rows with ERROR and start an empty batch."""
         for row in rows:
+            row.send(Chunk(stop=StopReason.ERROR))
+        self._rows, self._batch = [], None
+
+    def _step(self, joiners: list[_Row]) -> None:
+        """One iteration: drop rows whose client left, prefill the newcomers into the batch, decode a token."""
+        self._keep([i for i, r in enumerate(self._rows) if not r.cancelled.is_set()])
+        if joiners:
+            self._join(joiners)
+        if not self._rows:
+            return
+        import torch
+
+        assert self._batch is not None
+        mask, positions = self._batch.step_inputs()
+        last = torch.tensor([[r.generated[-1]] for r in self._rows])
+        logits, cache = self._forward(last, mask, positions, self._batch.cache, self._rows)
+        self._batch.stepped(mask, cache)
+        self._keep(self._emit(self._rows, logits))
+
+    def _keep(self, indices: list[int]) -> None:
+        if len(indices) == len(self._rows):
+            return
+        self._rows = [self._rows[i] for i in indices]
+        if not self._rows:
+            self._batch = None
+        elif self._batch is not None:
+            self._batch.keep(indices)
+
+    def _join(self, joiners: list[_Row]) -> None:
+        """Prefill the newcomers (one forward pass), send their first tokens, and add them to the batch."""
+        import torch
+
+        for row in joiners:
             seed = row.request.sampling.seed
             row.generator = torch.Generator(device=self.device).manual_seed(
                 seed if seed is not None else random.getrandbits(63)
             )
-        width = max(len(r.request.prompt_ids) for r in rows)
-        pad = tok.tokenizer.pad_token_id or 0
-        input_ids = torch.tensor(
-            [[pad] * (width - len(r.request.prompt_ids)) + list(r.request.prompt_ids) for r in rows]
+        rows, lengths = [], []
+        for row in joiners:
+            ids = row.request.prompt_ids
+            shared = self._shared_length(row)
+            entry = self.prefixes.get(row.request.adapter, ids[:shared]) if shared else None
+            rows.append(PrefillRow(ids, entry.layers, shared) if entry else PrefillRow(ids))
+            lengths.append(0 if entry else shared)
+        tok = self._tok()
+        inputs = prefill_inputs(rows, self.base_model.config, tok.tokenizer.pad_token_id or 0)
+        logits, cache = self._forward(
+            inputs.input_ids, inputs.mask, inputs.position_ids, inputs.cache, joiners
         )
-        mask = torch.tensor(
-            [[0] * (width - len(r.request.prompt_ids)) + [1] * len(r.request.prompt_ids) for r in rows]
-        )
-        past: Any = None
-        active = list(rows)
-        interval_s = self.settings.stream_interval_ms / 1000
-        while active:
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            step_positions = positions if past is None else positions[:, -1:]
-            kwargs: dict[str, Any] = {}
-            if self._adapters:
-                kwargs["adapter_names"] = [r.request.adapter or BASE for r in active]
-            with self._lock, torch.inference_mode():
-                out = self.model(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    position_ids=step_positions.to(self.device),
-                    cache=past,
-                    use_cache=True,
-                    **kwargs,
+        self._remember_prefixes(joiners, lengths, cache, inputs.mask.shape[1])
+        positions = torch.tensor([len(r.request.prompt_ids) for r in joiners])
+        batch = RunningBatch(cache, inputs.mask, positions)
+        kept = self._emit(joiners, logits)
+        if len(kept) < len(joiners):
+            if not kept:
+                return
+            batch.keep(kept)
+            joiners = [joiners[i] for i in kept]
+        if self._batch is None:
+            self._batch = batch
+        else:
+            self._batch.extend(batch)
+        self._rows.extend(joiners)
+
+    def _shared_length(self, row: _Row) -> int:
+        """How many of the row's prompt ids are a shared prefix worth caching (0: none)."""
+        if not self.prefixes.enabled or self._finder is None:
+            return 0
+        shared = self._finder.length(row.request.prompt, row.request.prompt_ids)
+        return shared if shared <= self._prefix_limit else 0
+
+    def _remember_prefixes(self, joiners: list[_Row], lengths: list[int], cache: Any, width: int) -> None:
+        """Keep the KV of the shared prefixes just computed (copied out of the prefill's cache)."""
+        for i, (row, shared) in enumerate(zip(joiners, lengths, strict=True)):
+            if not shared:
+                continue
+            start = width - len(row.request.prompt_ids)  # the row's first column
+            layers = []
+            for layer in cache.layers:
+                first = start - (width - layer.keys.shape[-2])  # a sliding layer holds only its last columns
+                if first < 0:
+                    break
+                layers.append(
+                    (
+                        layer.keys[i : i + 1, :, first : first + shared].clone(),
+                        layer.values[i : i + 1, :, first : first + shared].clone(),
+                    )
                 )
-            past = out.cache
-            logits = out.logits[:, -1, :].float()
-            keep: list[int] = []
-            next_tokens: list[int] = []
-            outbox: list[tuple[_Row, Chunk]] = []
-            now = time.monotonic()
-            for i, row in enumerate(active):
-                if row.cancelled.is_set():
-                    continue  # the client is gone: nobody to send to
-                token = self._sample(logits[i], row)
-                row.generated.append(token)
-                stop = None
-                if token in tok.eos_ids:
-                    stop = StopReason.EOS
-                elif len(row.generated) >= row.request.sampling.max_new_tokens:
-                    stop = StopReason.MAX_TOKENS
-                elif row.deadline is not None and now >= row.deadline:
-                    stop = StopReason.TIME_LIMIT
-                if stop is not StopReason.EOS:
-                    row.unsent.append(token)
-                if stop is not None or len(row.generated) == 1 or now - row.sent_at >= interval_s:
-                    outbox.append((row, Chunk(token_ids=row.unsent, stop=stop)))
-                    row.unsent, row.sent_at = [], now
-                if stop is None:
-                    keep.append(i)
-                    next_tokens.append(token)
-            if outbox:  # one wake-up of the event loop per step, not one per row
-                outbox[0][0].loop.call_soon_threadsafe(_deliver, outbox)
-            if len(keep) < len(active):
-                if not keep:
-                    return
-                index = torch.tensor(keep)
-                past.batch_select_indices(index.to(self.device))
-                mask = mask[index]
-                active = [active[i] for i in keep]
-            input_ids = torch.tensor(next_tokens).unsqueeze(-1)
-            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype)], dim=-1)
+            else:
+                self.prefixes.put(row.request.adapter, row.request.prompt_ids[:shared], layers)
+
+    def _forward(
+        self, input_ids: Any, mask: Any, positions: Any, cache: Any, rows: list[_Row]
+    ) -> tuple[Any, Any]:
+        """One forward pass over the rows; the last position's logits (float) and the grown cache."""
+        kwargs: dict[str, Any] = {}
+        if self._adapters:
+            kwargs["adapter_names"] = [r.request.adapter or BASE for r in rows]
+        with self._lock:
+            out = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **kwargs,
+            )
+        return out.logits[:, -1, :].float(), out.cache
+
+    def _emit(self, rows: list[_Row], logits: Any) -> list[int]:
+        """Sample each row's next token and stream it; the indices of the rows that go on."""
+        tok = self._tok()
+        interval_s = self.settings.stream_interval_ms / 1000
+        keep: list[int] = []
+        outbox: dict[asyncio.AbstractEventLoop, list[tuple[_Row, Chunk]]] = {}
+        now = time.monotonic()
+        for i, row in enumerate(rows):
+            if row.cancelled.is_set():
+                continue  # the client is gone: nobody to send to
+            token = self._sample(logits[i], row)
+            row.generated.append(token)
+            stop = None
+            if token in tok.eos_ids:
+                stop = StopReason.EOS
+            elif len(row.generated) >= row.request.sampling.max_new_tokens:
+                stop = StopReason.MAX_TOKENS
+            elif row.deadline is not None and now >= row.deadline:
+                stop = StopReason.TIME_LIMIT
+            if stop is not StopReason.EOS:
+                row.unsent.append(token)
+            if stop is not None or len(row.generated) == 1 or now - row.sent_at >= interval_s:
+                outbox.setdefault(row.loop, []).append((row, Chunk(token_ids=row.unsent, stop=stop)))
+                row.unsent, row.sent_at = [], now
+            if stop is None:
+                keep.append(i)
+        for loop, chunks in outbox.items():  # one wake-up of each event loop per step, not one per row
+            loop.call_soon_threadsafe(_deliver, chunks)
+        return keep
 
     @staticmethod
     def _sample(logits: Any, row: _Row) -> int:
         import torch
 
         s: Sampling = row.request.sampling
-        logits = logits.clone()  # a normal tensor: the forward pass returned an inference-mode one
         if s.repetition_penalty != 1.0:
+            logits = logits.clone()  # the row's own copy: the penalty writes into it
             seen = torch.tensor(sorted(set(row.request.prompt_ids) | set(row.generated)))
             values = logits[seen]
             logits[seen] = torch.where(
@@ -315,6 +403,7 @@ class TransformersBackend:
         from peft import PeftModel
 
         with self._lock:
+            self.prefixes.drop_adapter(name)  # cached KV computed under the old weights
             if name in self._adapters:
                 self.model.delete_adapter(name)
                 self._adapters.discard(name)
@@ -332,6 +421,7 @@ class TransformersBackend:
 
     def _unload_adapter(self, name: str) -> None:
         with self._lock:
+            self.prefixes.drop_adapter(name)
             self._adapters.discard(name)
             if not self._adapters:
                 self.model = self.model.unload()  # back to the plain base model

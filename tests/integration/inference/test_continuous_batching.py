@@ -1,0 +1,135 @@
+"""Continuous batching and the prefix cache on the tiny model, in-process (the core over the transformers backend).
+
+A request joins the running batch at the next decode step instead of waiting for the others'
+answers; a row that leaves (cancelled) changes nobody else's tokens; and reusing the cached KV
+of a shared system prompt changes no token either (greedy, compared with runs without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from talklike.inference.backends.transformers_backend import TransformersBackend
+from talklike.inference.core import InferenceCore
+from talklike.inference.types import ChatTurn, GenerationRequest, Prompt, Sampling, StopReason
+from test_inference_limits import settings_for
+
+#: Sampled (temperature 1, seed 1) so the tiny model does not hit its end of turn early: 450 tokens.
+LONG = Sampling(max_new_tokens=450, temperature=1.0, seed=1)
+SYSTEM = "Jsi satirická parodie politika Andreje Babiše: hovorová čeština se slovenskými chybami, sebechvála."
+QUESTIONS = ("Jak hodnotíte inflaci?", "Co říkáte na Brusel?", "A důchody?", "Proč kampaň?")
+
+
+async def started(home: Path, **overrides: object) -> InferenceCore:
+    settings = settings_for(home, **overrides)
+    core = InferenceCore(settings, TransformersBackend(settings))
+    await core.start()
+    return core
+
+
+@pytest.fixture
+async def core(tiny_home: Path) -> AsyncIterator[InferenceCore]:
+    core = await started(tiny_home, preload_adapters="persona")
+    yield core
+    await core.backend.close()
+
+
+async def token_ids(core: InferenceCore, prompt: Prompt, adapter: str, sampling: Sampling) -> list[int]:
+    """The ids the backend generates for a prompt (the core's own tokenization)."""
+    request = GenerationRequest("t", tuple(core.backend.encode(prompt)), adapter, sampling, prompt=prompt)
+    ids: list[int] = []
+    async for chunk in core.backend.generate(request):
+        ids += chunk.token_ids
+    return ids
+
+
+async def test_a_late_request_gets_its_first_token_before_an_earlier_long_one_finishes(
+    core: InferenceCore,
+) -> None:
+    prompt = Prompt(raw="Brusel")
+    long_done = asyncio.get_running_loop().create_future()
+    long_tokens = 0
+
+    async def long_one() -> None:
+        nonlocal long_tokens
+        async for event in core.stream(prompt, "", LONG):
+            long_tokens = event.completion_tokens
+            if event.stop is not None:
+                long_done.set_result((event.stop, time.monotonic()))
+
+    task = asyncio.create_task(long_one())
+    while long_tokens == 0:  # the long one is decoding
+        await asyncio.sleep(0.001)
+    tokens_before = long_tokens
+    first_at = 0.0
+    async for event in core.stream(prompt, "persona", Sampling(max_new_tokens=8)):
+        if not first_at and event.completion_tokens:
+            first_at = time.monotonic()
+            tokens_then = long_tokens
+    await task
+    stop, long_finished_at = long_done.result()
+    assert stop is StopReason.MAX_TOKENS  # the long answer ran its full length
+    assert first_at < long_finished_at
+    # It joined within a few steps, not after the rest of the long answer.
+    assert tokens_then - tokens_before < LONG.max_new_tokens // 4, (tokens_before, tokens_then)
+
+
+async def test_cancelling_one_row_does_not_change_the_others_tokens(core: InferenceCore) -> None:
+    greedy = Sampling(max_new_tokens=40)
+    prompts = [Prompt(raw=q) for q in QUESTIONS]
+    adapters = ["", "persona", "", "persona"]
+    alone = [await token_ids(core, p, a, greedy) for p, a in zip(prompts, adapters, strict=True)]
+
+    async def cancelled_after(count: int) -> int:
+        request = GenerationRequest("x", tuple(core.backend.encode(Prompt(raw="Brusel"))), "", LONG)
+        got = 0
+        chunks = core.backend.generate(request)
+        async for chunk in chunks:
+            got += len(chunk.token_ids)
+            if got >= count:
+                break
+        await chunks.aclose()
+        return got
+
+    async def joining_later(index: int) -> list[int]:
+        await asyncio.sleep(0.005 * index)  # joins a batch that is already decoding
+        return await token_ids(core, prompts[index], adapters[index], greedy)
+
+    together = await asyncio.gather(
+        cancelled_after(3), cancelled_after(10), *(joining_later(i) for i in range(len(prompts)))
+    )
+    assert together[2:] == alone
+    assert all(together[:2])
+
+
+async def test_the_prefix_cache_gives_the_same_greedy_tokens_as_none(tiny_home: Path) -> None:
+    chats = [Prompt(chat=(ChatTurn("system", SYSTEM), ChatTurn("user", q))) for q in QUESTIONS]
+    greedy = Sampling(max_new_tokens=32)
+    answers = {}
+    for entries in (0, 8):
+        core = await started(tiny_home, preload_adapters="persona", prefix_cache_entries=entries)
+        try:
+            runs = []
+            for _ in range(2):  # the second round reuses what the first cached
+                for adapter in ("", "persona"):
+                    runs.append(
+                        await asyncio.gather(*(token_ids(core, chat, adapter, greedy) for chat in chats))
+                    )
+                    runs.append([await token_ids(core, chat, adapter, greedy) for chat in chats])
+            answers[entries] = runs
+            lookups = core.metrics.prefix_lookups
+            hits = lookups.labels("hit")._value.get()
+            misses = lookups.labels("miss")._value.get()
+        finally:
+            await core.backend.close()
+        if entries:
+            assert hits >= 12 and misses <= 8  # each (adapter, system prompt) computed about once
+            assert core.metrics.prefix_reused_tokens._value.get() > 0
+        else:
+            assert hits == misses == 0
+    assert answers[8] == answers[0]
+    assert answers[0][0] != answers[0][2]  # the adapter answers differently: its KV is not the base's
