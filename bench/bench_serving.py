@@ -215,11 +215,16 @@ async def staggered(
 
 
 async def background(
-    stub: pb_grpc.InferenceServiceStub, k: int, seed: int, counts: list[int], flowing: asyncio.Future[None]
+    stub: pb_grpc.InferenceServiceStub,
+    k: int,
+    seed: int,
+    tokens: int,
+    counts: list[int],
+    flowing: asyncio.Future[None],
 ) -> int:
     """One of the four long answers; ``flowing`` resolves once all four have streamed a token."""
     request = pb.GenerateStreamRequest(
-        chat=chat(k), sampling=pb.SamplingParams(max_new_tokens=256, temperature=1.0, seed=seed)
+        chat=chat(k), sampling=pb.SamplingParams(max_new_tokens=tokens, temperature=1.0, seed=seed)
     )
     async for message in stub.GenerateStream(request):
         counts[k] = message.completion_tokens
@@ -230,14 +235,18 @@ async def background(
     return counts[k]
 
 
-async def mid_stream(stub: pb_grpc.InferenceServiceStub, repeats: int) -> tuple[float, float, int]:
-    """Median idle TTFT, median TTFT while 4 others generate 256 tokens, and the tokens those 4 made."""
+async def mid_stream(
+    stub: pb_grpc.InferenceServiceStub, repeats: int, tokens: int
+) -> tuple[float, float, int]:
+    """Median idle TTFT, median TTFT while 4 others generate ``tokens`` tokens, and the tokens those 4 made."""
     idle = [(await one(stub, 100 + i, 64, first_only=True)).ttft_s for i in range(repeats)]
     busy, made = [], 0
     for r in range(repeats):
         flowing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         counts = [0] * 4
-        others = [asyncio.create_task(background(stub, k, 10 * r + k, counts, flowing)) for k in range(4)]
+        others = [
+            asyncio.create_task(background(stub, k, 10 * r + k, tokens, counts, flowing)) for k in range(4)
+        ]
         await flowing  # all four are decoding
         busy.append((await one(stub, 100 + r, 64, first_only=True)).ttft_s)
         made += sum(await asyncio.gather(*others))
@@ -290,7 +299,13 @@ def prefix_cache(base_model: str, models_dir: Path, rounds: int) -> tuple[float,
 
 # -- the run ------------------------------------------------------------------------------
 async def measure(
-    addresses: dict[str, str], requests: int, tokens: int, load: float, repeats: int, seed: int
+    addresses: dict[str, str],
+    requests: int,
+    tokens: int,
+    load: float,
+    repeats: int,
+    mid_tokens: int,
+    seed: int,
 ) -> None:
     async with stubs(addresses) as servers:
         for stub in servers.values():
@@ -331,10 +346,10 @@ async def measure(
                 f"TTFT p50 {cont[0] / vllm[0]:.2f}x, p99 {cont[1] / vllm[1]:.2f}x (lower is better for TTFT)"
             )
         for label in ("waves", "continuous"):
-            idle, busy, made = await mid_stream(servers[label], repeats)
+            idle, busy, made = await mid_stream(servers[label], repeats, mid_tokens)
             print(
-                f"mid-stream arrival, {label:10s}: TTFT idle {idle * 1000:.0f} ms, while 4 generate "
-                f"(~{made} tokens in all) {busy * 1000:.0f} ms: {busy / idle:.1f}x (target <= 3x)"
+                f"mid-stream arrival, {label:10s}: TTFT idle {idle * 1000:.0f} ms, while 4 generate up to {mid_tokens} "
+                f"tokens each ({made} in all) {busy * 1000:.0f} ms: {busy / idle:.1f}x (target <= 3x)"
             )
 
 
@@ -350,6 +365,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens per request")
     parser.add_argument("--load", type=float, default=0.9, help="arrival rate as a share of the capacity")
     parser.add_argument("--repeats", type=int, default=3, help="mid-stream arrivals (and idle ones) measured")
+    parser.add_argument("--mid-tokens", type=int, default=256, help="tokens the 4 busy streams generate")
     parser.add_argument("--prefix-rounds", type=int, default=10, help="cold/warm prefills alternated")
     parser.add_argument(
         "--waves-ref", default=WAVES_REF, help="the commit whose wave scheduler is the baseline"
@@ -386,7 +402,11 @@ def main() -> None:
             addresses["vllm"] = stack.enter_context(
                 server("vllm", vllm_python, args.base_model, args.models_dir, backend="vllm")
             )
-        asyncio.run(measure(addresses, args.requests, args.tokens, args.load, args.repeats, args.seed))
+        asyncio.run(
+            measure(
+                addresses, args.requests, args.tokens, args.load, args.repeats, args.mid_tokens, args.seed
+            )
+        )
 
 
 if __name__ == "__main__":
