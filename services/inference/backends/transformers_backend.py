@@ -61,6 +61,12 @@ def _deliver(outbox: list[tuple[_Row, Chunk]]) -> None:
         row.queue.put_nowait(chunk)
 
 
+def _fail(rows: list[_Row]) -> None:
+    """End these rows' streams with ERROR."""
+    for row in rows:
+        row.send(Chunk(stop=StopReason.ERROR))
+
+
 def default_torch_threads() -> int:
     """One fewer thread than the CPUs this process may use, at least one.
 
@@ -194,23 +200,24 @@ class TransformersBackend:
                     self._step(joiners)
             except Exception:
                 log.exception("generation step failed")
-                self._fail(self._rows + [r for r in joiners if r not in self._rows])
+                _fail(self._rows + [r for r in joiners if r not in self._rows])
+                self._rows, self._batch = [], None
         with self._wake:
             left = self._rows + list(self._pending)
             self._pending.clear()
-        self._fail(left)
-
-    def _fail(self, rows: list[_Row]) -> None:
-        """End these rows with ERROR and start an empty batch."""
-        for row in rows:
-            row.send(Chunk(stop=StopReason.ERROR))
-        self._rows, self._batch = [], None
+        _fail(left)
 
     def _step(self, joiners: list[_Row]) -> None:
         """One iteration: drop rows whose client left, prefill the newcomers into the batch, decode a token."""
         self._keep([i for i, r in enumerate(self._rows) if not r.cancelled.is_set()])
         if joiners:
-            self._join(joiners)
+            try:
+                self._join(joiners)
+            except Exception:
+                # The running rows' cache is untouched until the newcomers' is added: only they fail
+                # (an adapter unloaded between admission and prefill, say).
+                log.exception("prefill failed")
+                _fail([r for r in joiners if r not in self._rows])
         if not self._rows:
             return
         import torch

@@ -133,3 +133,18 @@ async def test_the_prefix_cache_gives_the_same_greedy_tokens_as_none(tiny_home: 
             assert hits == misses == 0
     assert answers[8] == answers[0]
     assert answers[0][0] != answers[0][2]  # the adapter answers differently: its KV is not the base's
+
+
+async def test_a_newcomer_whose_prefill_fails_ends_alone(core: InferenceCore) -> None:
+    """An adapter the backend does not hold fails that request's prefill; the running row goes on."""
+    prompt = Prompt(raw="Brusel")
+    long_request = GenerationRequest("long", tuple(core.backend.encode(prompt)), "", LONG)
+    chunks = core.backend.generate(long_request)
+    first = await chunks.__anext__()
+    assert first.token_ids
+    broken = GenerationRequest("bad", long_request.prompt_ids, "nobody", Sampling(max_new_tokens=4))
+    stops = [chunk.stop async for chunk in core.backend.generate(broken)]
+    assert stops[-1] is StopReason.ERROR
+    rest = [chunk async for chunk in chunks]
+    assert rest[-1].stop is StopReason.MAX_TOKENS
+    assert len(first.token_ids) + sum(len(c.token_ids) for c in rest) == LONG.max_new_tokens
