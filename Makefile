@@ -80,7 +80,7 @@ up: $(STAMP) ## start the five services in the background (data home: $(HOME_DIR
 down: $(STAMP) ## stop the local stack
 	$(BIN)/talklike down --home $(HOME_DIR)
 
-demo: $(STAMP) ## the whole pipeline offline on CPU with SmolLM2-135M-Instruct, then print where the report is
+demo: $(STAMP) ## the whole pipeline offline on CPU with Gemma 3 270M, then print where the report is
 	bash scripts/demo.sh
 
 bench: $(STAMP) ## the benchmarks in bench/, each printing its ratio against a named baseline
