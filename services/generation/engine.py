@@ -15,7 +15,10 @@ How the guarantees are met rather than hoped for:
 - **duplicates**: a candidate that repeats a kept answer (exactly or nearly, see ``dedupe``)
   is rejected and the slot draws again, so the requested count is met;
 - **placeholders**: templates are split at load time and every name they use was checked
-  against the vocabularies, and each answer is checked once more for a leftover ``{name}``.
+  against the vocabularies, and each answer is checked once more for a leftover ``{name}``;
+- **declined forms**: a derived slot (``{tema_7p}``, ``{Tema}``) is never drawn on its own but
+  made from the value drawn for its base in the same answer, so every case form in an answer
+  names that answer's topic (a fixed-topic template's forms are those of its fixed topic).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Answer:
     template_id: str
     text: str
     slip_id: str
+    #: The drawn values of the template's base placeholders (derived forms are made from them).
     values: dict[str, str]
 
 
@@ -159,19 +163,20 @@ class AnswerGenerator:
         """
         values: dict[str, str] = {}
         random_ = self.rng.random  # one C call per value: several times faster than choice()
-        for name in template.text.names:
+        for name in template.draws:
             vocab = self.vocab[name]
             values[name] = vocab[int(random_() * len(vocab))]
         if template.topic != ANY:
             values[self.topic_name] = template.topic
         elif self.topic_name not in values:  # pragma: no cover - the loader refuses such templates
             values[self.topic_name] = self.rng.choice(self.vocab[self.topic_name])
+        filled = self.pack.complete(template.text, values)
         parts = list(template.text.parts)
         folded = list(parts)
         memo = self._folded
         for i, part in enumerate(parts):
             if i % 2:
-                parts[i] = part = values[part]
+                parts[i] = part = filled[part]
             cached = memo.get(part)
             if cached is None:
                 cached = memo[part] = translate(part)

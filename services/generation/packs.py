@@ -30,9 +30,13 @@ PLACEHOLDER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: ``{name}`` in a text; anything else in braces is a problem (literal braces are not supported).
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+#: A declared case of a declined placeholder (``2p``, ``7p``, ``co``); its slot is ``{name_case}``.
+CASE_RE = re.compile(r"^[A-Za-z0-9]+$")
 ANY = "*"
 
 PACK_FILES = ("persona.yaml", "styles.yaml", "placeholders.yaml", "slips.yaml", "questions.yaml")
+#: Optional file of hand-written evaluation questions, never used for training.
+FREEFORM_FILE = "freeform.yaml"
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,33 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Form:
+    """A slot derived from another placeholder's value rather than drawn on its own.
+
+    ``{tema_7p}`` is the declared case ``7p`` of the value that fills ``{tema}`` in the same
+    answer, and ``{Tema}`` (``{Tema_7p}``) the same with its first letter upper-cased for a
+    sentence start, so a text can name its topic in whatever case the sentence needs and
+    still talk about one topic.
+    """
+
+    base: str
+    #: The declared case, "" for the value itself.
+    case: str
+    capital: bool
+
+    def of(self, value: str, declensions: Mapping[str, Mapping[str, Mapping[str, str]]]) -> str:
+        """The form of ``value`` (a value of ``base``)."""
+        if self.case:
+            value = declensions[self.base][value][self.case]
+        return value[:1].upper() + value[1:] if self.capital else value
+
+
+def draws_of(text: Text, forms: Mapping[str, Form]) -> tuple[str, ...]:
+    """The names of ``text`` with each derived slot replaced by its base, in order of first use."""
+    return tuple(dict.fromkeys(forms[n].base if n in forms else n for n in text.names))
+
+
+@dataclass(frozen=True)
 class Template:
     """One answer template: its style, its topic (``*`` = whatever fills the topic placeholder)."""
 
@@ -104,6 +135,9 @@ class Template:
     topic: str
     text: Text
     file: str
+    #: Placeholders whose values are drawn, in order of first use: the text's own names with
+    #: each derived slot (a case form, a capitalised value) replaced by its base.
+    draws: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +165,15 @@ class Question:
 
 
 @dataclass(frozen=True)
+class FreeformQuestion:
+    """A hand-written evaluation question about one topic; held out from generation entirely."""
+
+    id: str
+    topic: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Pack:
     """A loaded, validated persona pack."""
 
@@ -153,6 +196,12 @@ class Pack:
     #: sha256 over the pack's files, so a dataset's stats name exactly the pack it came from.
     digest: str
     templates_by_style: dict[str, tuple[Template, ...]] = field(default_factory=dict)
+    #: Case forms of declined placeholders: placeholder → value → case → form.
+    declensions: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    #: Every derived slot name (``tema_7p``, ``Tema``...) and how it is made.
+    forms: dict[str, Form] = field(default_factory=dict)
+    #: Questions for the evaluation only (``freeform.yaml``); no example ever contains them.
+    freeform_questions: tuple[FreeformQuestion, ...] = ()
 
     @property
     def style_ids(self) -> tuple[str, ...]:
@@ -164,12 +213,27 @@ class Pack:
         return self.placeholders[self.topic_placeholder]
 
     def template_capacity(self, template: Template) -> int:
-        """Distinct fillings of ``template`` (a fixed topic counts as one value)."""
+        """Distinct fillings of ``template`` (a fixed topic counts as one value; forms add none)."""
         product = 1
-        for name in template.text.names:
+        for name in template.draws:
             if not (name == self.topic_placeholder and template.topic != ANY):
                 product *= len(self.placeholders[name])
         return product
+
+    def draws(self, text: Text) -> tuple[str, ...]:
+        """The placeholders to draw for ``text``: its names with derived slots replaced by their base."""
+        return draws_of(text, self.forms)
+
+    def complete(self, text: Text, values: dict[str, str]) -> dict[str, str]:
+        """``values`` (drawn base values) plus every derived slot ``text`` uses, made from them."""
+        derived = [name for name in text.names if name in self.forms and name not in values]
+        if not derived:
+            return values
+        out = dict(values)
+        for name in derived:
+            form = self.forms[name]
+            out[name] = form.of(values[form.base], self.declensions)
+        return out
 
     def combinations(self) -> int:
         """How many distinct answers the templates can produce before slips (an upper bound)."""
@@ -186,6 +250,8 @@ class Pack:
             "slips": len(self.slips),
             "topics": len(self.topics),
             "catchphrases": len(self.catchphrases),
+            "declined_placeholders": len(self.declensions),
+            "freeform_questions": len(self.freeform_questions),
         }
 
     def markers(self) -> list[str]:
@@ -342,7 +408,15 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _text_problems(text: Text, known: Mapping[str, Any], signature: str, what: str) -> Iterable[str]:
     for name in text.names:
-        if name not in known:
+        if name in known:
+            continue
+        base, _, case = name.rpartition("_")
+        if base and base[:1].lower() + base[1:] in known and CASE_RE.match(case):
+            yield (
+                f"unknown placeholder {{{name}}} in `{what}`: case {case!r} of "
+                f"{{{base[:1].lower() + base[1:]}}} is not declared under `declensions:` in placeholders.yaml"
+            )
+        else:
             yield f"unknown placeholder {{{name}}} in `{what}` (declare it in placeholders.yaml)"
     stripped = PLACEHOLDER_RE.sub("", text.raw)
     if "{" in stripped or "}" in stripped:
@@ -406,7 +480,13 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
     style_ids = {s.id for s in styles}
 
     placeholders: dict[str, tuple[str, ...]] = {}
-    raw_placeholders = check.read("placeholders.yaml", "placeholders")
+    placeholders_doc = check.read("placeholders.yaml", None)
+    raw_placeholders = None
+    if placeholders_doc is not None:
+        if "placeholders" in placeholders_doc:
+            raw_placeholders = placeholders_doc["placeholders"]
+        else:
+            check.add("placeholders.yaml", "", "must have a top-level `placeholders:` key")
     if raw_placeholders is not None and not isinstance(raw_placeholders, dict):
         check.add("placeholders.yaml", "", "`placeholders` must map each name to a list of values")
     elif isinstance(raw_placeholders, dict):
@@ -432,6 +512,9 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
                     clean.append(value.strip())
             if clean:
                 placeholders[pname] = tuple(clean)
+    declensions = _declensions(check, placeholders, (placeholders_doc or {}).get("declensions"))
+    forms = _forms(check, placeholders, declensions)
+    known: dict[str, Any] = {**placeholders, **forms} if raw_placeholders else {}
     if topic_placeholder and raw_placeholders is not None and topic_placeholder not in placeholders:
         check.add(
             "persona.yaml",
@@ -462,17 +545,20 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
             if not raw_text:
                 continue
             text = Text.parse(raw_text)
-            for problem in _text_problems(text, placeholders if raw_placeholders else {}, signature, "text"):
+            problems = list(_text_problems(text, known, signature, "text"))
+            for problem in problems:
                 check.add(file, template_id, problem)
+            draws = draws_of(text, forms)
             if not isinstance(topic, str) or not topic.strip():
                 check.add(file, template_id, '`topic` must be "*" or a value of the topic placeholder')
                 continue
             if topic == ANY:
-                if topic_placeholder and topic_placeholder not in text.names:
+                if topic_placeholder and topic_placeholder not in draws:
                     check.add(
                         file,
                         template_id,
-                        f'topic "*" needs {{{topic_placeholder}}} in the text (or name the fixed topic)',
+                        f'topic "*" needs {{{topic_placeholder}}} in the text (or one of its forms, '
+                        "or name the fixed topic)",
                     )
             elif topics and topic not in topics:
                 check.add(
@@ -480,7 +566,7 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
                     template_id,
                     f"topic {topic!r} is not a value of {{{topic_placeholder}}} in placeholders.yaml",
                 )
-            templates.append(Template(template_id, str(style), topic, text, file))
+            templates.append(Template(template_id, str(style), topic, text, file, draws))
     by_style = {s: tuple(t for t in templates if t.style == s) for s in style_ids}
     for style_id in sorted(style_ids):
         if template_files and not by_style[style_id]:
@@ -539,7 +625,7 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
         if not raw_text:
             continue
         text = Text.parse(raw_text)
-        for problem in _text_problems(text, placeholders if raw_placeholders else {}, signature, "text"):
+        for problem in _text_problems(text, known, signature, "text"):
             check.add("questions.yaml", question_id, problem)
         questions.append(Question(question_id, topic, tuple(raw_styles), text))
     if questions:
@@ -550,6 +636,8 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
                     style_id,
                     'style has no question with topic "*", so some answers would get no question',
                 )
+
+    freeform = _freeform(check, topics, topic_placeholder)
 
     if check.problems:
         raise PackInvalid(name, check.problems)
@@ -576,7 +664,132 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
         source=source,
         digest=digest.hexdigest(),
         templates_by_style=by_style,
+        declensions=declensions,
+        forms=forms,
+        freeform_questions=freeform,
     )
+
+
+def _declensions(
+    check: _Checker, placeholders: Mapping[str, tuple[str, ...]], raw: Any
+) -> dict[str, dict[str, dict[str, str]]]:
+    """The optional ``declensions:`` of placeholders.yaml, checked complete.
+
+    Every value of a declined placeholder needs every case declared for that placeholder,
+    because the engine fills ``{name_case}`` with the form of whatever value it drew.
+    """
+    file = "placeholders.yaml"
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        check.add(file, "declensions", "`declensions` must map a placeholder to its values' case forms")
+        return {}
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for key, by_value in raw.items():
+        pname = str(key)
+        item = f"declensions {pname}"
+        if pname not in placeholders:
+            check.add(file, item, f"{{{pname}}} is not a placeholder with a vocabulary")
+            continue
+        if not isinstance(by_value, dict):
+            check.add(file, item, "must map each value of the placeholder to its case forms")
+            continue
+        cases: dict[str, None] = {}
+        table: dict[str, dict[str, str]] = {}
+        for value, row in by_value.items():
+            value_item = f"{item}: {value}"
+            if str(value) not in placeholders[pname]:
+                check.add(file, value_item, f"{value!r} is not a value of {{{pname}}}")
+                continue
+            if not isinstance(row, dict) or not row:
+                check.add(file, value_item, "must map each case (e.g. 2p) to a form")
+                continue
+            forms: dict[str, str] = {}
+            for case, form in row.items():
+                case_name = str(case)
+                if not CASE_RE.match(case_name):
+                    check.add(file, value_item, f"case {case_name!r} must be letters and digits only")
+                elif not isinstance(form, str) or not form.strip():
+                    check.add(file, value_item, f"case {case_name}: form must be a non-empty string")
+                elif "{" in form or "}" in form or "\n" in form.strip():
+                    check.add(
+                        file, value_item, f"case {case_name}: form {form!r} must be one line without braces"
+                    )
+                else:
+                    forms[case_name] = form.strip()
+                    cases.setdefault(case_name)
+            table[str(value)] = forms
+        for value in placeholders[pname]:
+            have = table.get(value)
+            if have is None:
+                check.add(file, f"{item}: {value}", "value has no case forms (every value needs every case)")
+                continue
+            missing = [c for c in cases if c not in have]
+            if missing:
+                check.add(
+                    file, f"{item}: {value}", f"missing case forms {missing} (declared for other values)"
+                )
+        out[pname] = table
+    return out
+
+
+def _forms(
+    check: _Checker,
+    placeholders: Mapping[str, tuple[str, ...]],
+    declensions: Mapping[str, Mapping[str, Mapping[str, str]]],
+) -> dict[str, Form]:
+    """Every derived slot: ``{name_case}`` per declared case, and ``{Name}`` / ``{Name_case}``.
+
+    A declared placeholder always wins over a derived name; a case slot that collides with
+    one is a problem, because a text could not say which of the two it means.
+    """
+    forms: dict[str, Form] = {}
+    for pname in placeholders:
+        cases = dict.fromkeys(c for row in declensions.get(pname, {}).values() for c in row)
+        for case in ("", *cases):
+            slot = f"{pname}_{case}" if case else pname
+            if case and slot in placeholders:
+                check.add(
+                    "placeholders.yaml",
+                    f"declensions {pname}",
+                    f"case {case!r} makes {{{slot}}}, which is already a placeholder of its own",
+                )
+                continue
+            if case:
+                forms[slot] = Form(pname, case, capital=False)
+            capital = slot[:1].upper() + slot[1:]
+            if capital != slot and capital not in placeholders:
+                forms[capital] = Form(pname, case, capital=True)
+    return forms
+
+
+def _freeform(check: _Checker, topics: set[str], topic_placeholder: str) -> tuple[FreeformQuestion, ...]:
+    """The optional ``freeform.yaml``: evaluation questions, one known topic each."""
+    if not (check.path / FREEFORM_FILE).is_file():
+        return ()
+    out: list[FreeformQuestion] = []
+    seen: set[str] = set()
+    for question_id, record in check.records(
+        FREEFORM_FILE, check.read(FREEFORM_FILE, "questions"), "questions"
+    ):
+        if question_id in seen:
+            check.add(FREEFORM_FILE, question_id, "duplicate question id")
+            continue
+        seen.add(question_id)
+        topic = record.get("topic")
+        if not isinstance(topic, str) or (topics and topic not in topics):
+            check.add(
+                FREEFORM_FILE, question_id, f"topic {topic!r} is not a value of {{{topic_placeholder}}}"
+            )
+            continue
+        text = check.text(FREEFORM_FILE, question_id, record, "text", multiline=False)
+        if not text:
+            continue
+        if "{" in text or "}" in text:
+            check.add(FREEFORM_FILE, question_id, "`text` is a finished question: no braces or placeholders")
+            continue
+        out.append(FreeformQuestion(question_id, topic, text))
+    return tuple(out)
 
 
 def saturating(value: int, limit: int = 2**63 - 1) -> int:

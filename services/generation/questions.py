@@ -98,15 +98,19 @@ class QuestionPicker:
         return question
 
     def fill(self, question: Question, answer_values: dict[str, str]) -> str:
-        """The question's text with the answer's values; other placeholders get random values."""
-        names = question.text.names
-        if all(name in answer_values for name in names):
-            return question.text.fill(answer_values)
+        """The question's text with the answer's values; other placeholders get random values.
+
+        Case forms (``{tema_4p}``) are made from the answer's own values, so the question
+        names the answer's topic in the case its sentence needs.
+        """
+        text = question.text
+        if all(name in answer_values for name in text.names):
+            return text.fill(answer_values)
         values = dict(answer_values)
-        for name in names:
+        for name in self.pack.draws(text):
             if name not in values:
                 values[name] = self.rng.choice(self.pack.placeholders[name])
-        return question.text.fill(values)
+        return text.fill(self.pack.complete(text, values))
 
     def question_for(self, answer: Answer) -> tuple[str, str]:
         """(question text, template id) for ``answer``; ("", "") when the pool has none that fits."""
