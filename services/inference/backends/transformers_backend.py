@@ -51,6 +51,8 @@ class _Row:
     sent_at: float = 0.0
     deadline: float | None = None
     generator: Any = None
+    #: Leading prompt ids worth a prefix cache entry (0: none).
+    shared: int = 0
 
     def send(self, chunk: Chunk) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
@@ -159,7 +161,8 @@ class TransformersBackend:
 
     # -- generation ---------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
-        row = _Row(request, asyncio.get_running_loop(), asyncio.Queue())
+        # Found here, not in the engine thread: a fast tokenizer must not be used from two threads at once.
+        row = _Row(request, asyncio.get_running_loop(), asyncio.Queue(), shared=self._shared_length(request))
         if request.time_limit_s:
             row.deadline = time.monotonic() + request.time_limit_s
         with self._wake:
@@ -249,8 +252,7 @@ class TransformersBackend:
             )
         rows, lengths = [], []
         for row in joiners:
-            ids = row.request.prompt_ids
-            shared = self._shared_length(row)
+            ids, shared = row.request.prompt_ids, row.shared
             entry = self.prefixes.get(row.request.adapter, ids[:shared]) if shared else None
             rows.append(PrefillRow(ids, entry.layers, shared) if entry else PrefillRow(ids))
             lengths.append(0 if entry else shared)
@@ -274,11 +276,11 @@ class TransformersBackend:
             self._batch.extend(batch)
         self._rows.extend(joiners)
 
-    def _shared_length(self, row: _Row) -> int:
-        """How many of the row's prompt ids are a shared prefix worth caching (0: none)."""
+    def _shared_length(self, request: GenerationRequest) -> int:
+        """How many of the request's prompt ids are a shared prefix worth caching (0: none)."""
         if not self.prefixes.enabled or self._finder is None:
             return 0
-        shared = self._finder.length(row.request.prompt, row.request.prompt_ids)
+        shared = self._finder.length(request.prompt, request.prompt_ids)
         return shared if shared <= self._prefix_limit else 0
 
     def _remember_prefixes(self, joiners: list[_Row], lengths: list[int], cache: Any, width: int) -> None:
