@@ -260,6 +260,9 @@ def prefix_cache(base_model: str, models_dir: Path, rounds: int) -> tuple[float,
     from talklike.inference.settings import InferenceSettings
     from talklike.inference.types import ChatTurn, GenerationRequest, Prompt, Sampling
 
+    def persona_chat(i: int) -> Prompt:
+        return Prompt(chat=(ChatTurn("system", SYSTEM), ChatTurn("user", QUESTIONS[i % len(QUESTIONS)])))
+
     async def run() -> tuple[float, float, int, int]:
         with tempfile.TemporaryDirectory(prefix="bench-prefix-") as home:
             (Path(home) / "models").symlink_to(models_dir.resolve())
@@ -270,27 +273,26 @@ def prefix_cache(base_model: str, models_dir: Path, rounds: int) -> tuple[float,
             await backend.start()
             try:
 
-                async def first_token(i: int) -> tuple[float, int]:
-                    prompt = Prompt(
-                        chat=(ChatTurn("system", SYSTEM), ChatTurn("user", QUESTIONS[i % len(QUESTIONS)]))
+                async def first_token(i: int) -> float:
+                    prompt = persona_chat(i)
+                    request = GenerationRequest(
+                        f"p{i}", tuple(backend.encode(prompt)), "", Sampling(max_new_tokens=1), prompt=prompt
                     )
-                    ids = tuple(backend.encode(prompt))
-                    request = GenerationRequest(f"p{i}", ids, "", Sampling(max_new_tokens=1), prompt=prompt)
                     started = time.perf_counter()
                     async for _chunk in backend.generate(request):
                         pass
-                    return time.perf_counter() - started, len(ids)
+                    return time.perf_counter() - started
 
                 await first_token(0)  # warm-up (and the entry)
                 cold, warm = [], []
                 for i in range(rounds):
                     backend.prefixes.clear()
-                    cold.append((await first_token(i))[0])
-                    seconds, length = await first_token(i + 1)
-                    warm.append(seconds)
-                prompt = Prompt(chat=(ChatTurn("system", SYSTEM), ChatTurn("user", QUESTIONS[0])))
-                shared = PrefixFinder(backend._tok()).length(prompt, backend.encode(prompt))
-                return statistics.median(cold), statistics.median(warm), shared, length
+                    cold.append(await first_token(i))
+                    warm.append(await first_token(i + 1))
+                prompt = persona_chat(0)
+                ids = backend.encode(prompt)
+                shared = PrefixFinder(backend._tok()).length(prompt, ids)
+                return statistics.median(cold), statistics.median(warm), shared, len(ids)
             finally:
                 await backend.close()
 
