@@ -69,22 +69,32 @@ def train(
         str, typer.Option(help="tiny, smollm2, a local model directory, a .gguf or a cached hub id.")
     ] = "smollm2",
     adapter: Annotated[str, typer.Option(help="Adapter name to write under adapters/.")] = "",
-    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0 = use epochs).")] = 0,
-    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 1,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
-    max_tokens: Annotated[int, typer.Option(help="Longest example in tokens.")] = 256,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha (0 = 2 × r).")] = 0.0,
+    max_steps: Annotated[int, typer.Option(help="PEFT: stop after this many steps (0 = use epochs).")] = 0,
+    epochs: Annotated[
+        int,
+        typer.Option(help="Passes over the data; 0 = 1 (PEFT) or auto (OpenAI's rule for the file's size)."),
+    ] = 0,
+    learning_rate: Annotated[float, typer.Option(help="PEFT: peak learning rate; 0 = 2e-4.")] = 0.0,
+    learning_rate_multiplier: Annotated[
+        float, typer.Option(help="OpenAI: factor on OpenAI's learning rate, up to 10; 0 = auto.")
+    ] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Examples per step; 0 = 4 (PEFT) or auto (OpenAI).")] = 0,
+    max_tokens: Annotated[int, typer.Option(help="PEFT: longest example in tokens; 0 = 256.")] = 0,
+    lora_r: Annotated[int, typer.Option(help="PEFT: LoRA rank; 0 = 16.")] = 0,
+    lora_alpha: Annotated[float, typer.Option(help="PEFT: LoRA alpha; 0 = 2 × r.")] = 0.0,
     target: Annotated[
-        list[str] | None, typer.Option(help="Module to adapt (repeatable; default all linear).")
+        list[str] | None, typer.Option(help="PEFT: module to adapt (repeatable; default all linear).")
     ] = None,
-    eval_every: Annotated[int, typer.Option(help="Evaluate every N steps.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    merged: Annotated[bool, typer.Option(help="Also export the merged model (for vLLM).")] = False,
+    eval_every: Annotated[int, typer.Option(help="PEFT: evaluate every N steps; 0 = 10.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed (0 = 0 for PEFT, OpenAI's choice for OpenAI).")] = 0,
+    merged: Annotated[bool, typer.Option(help="PEFT: also export the merged model (for vLLM).")] = False,
     follow: Annotated[bool, typer.Option(help="Follow the job until it finishes.")] = True,
 ) -> None:
-    """Create a fine-tuning job and follow it."""
+    """Create a fine-tuning job and follow it.
+
+    Options left at 0 take the service's defaults. Each option names the backend that uses it;
+    the service refuses an option the chosen backend cannot use instead of dropping it.
+    """
     if backend not in BACKENDS:
         fail(f"unknown backend {backend!r}", "use --backend peft or --backend openai")
     request = pb.CreateJobRequest(
@@ -97,6 +107,7 @@ def train(
             epochs=epochs,
             max_steps=max_steps,
             learning_rate=learning_rate,
+            learning_rate_multiplier=learning_rate_multiplier,
             batch_size=batch_size,
             max_sequence_tokens=max_tokens,
             lora_r=lora_r,

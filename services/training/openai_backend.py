@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from talklike.training.data import JobError, read_examples
-from talklike.training.spec import JobSpec
+from talklike.training.spec import Hyperparameters, JobSpec
 from talklike.training.store import FINISHED, JobRecord
 
 if TYPE_CHECKING:
@@ -49,6 +49,21 @@ def validate_openai_file(path: Path, what: str) -> int:
     return len(examples)
 
 
+def supervised_method(hp: Hyperparameters) -> dict[str, Any]:
+    """OpenAI's ``method`` for supervised fine-tuning: each hyperparameter "auto" unless the job set it.
+
+    Sent as OpenAI documents it today (``method.supervised.hyperparameters``), not the deprecated
+    top-level ``hyperparameters``; "auto" lets OpenAI pick the epochs for the file's size, the same
+    rule EstimateCost prices when its epochs is 0.
+    """
+    chosen: dict[str, Any] = {
+        "n_epochs": hp.epochs or "auto",
+        "batch_size": hp.batch_size or "auto",
+        "learning_rate_multiplier": hp.learning_rate_multiplier or "auto",
+    }
+    return {"type": "supervised", "supervised": {"hyperparameters": chosen}}
+
+
 def _client(manager: JobManager) -> Any:
     from openai import AsyncOpenAI
 
@@ -71,20 +86,33 @@ async def _start(manager: JobManager, client: Any, job: JobRecord, spec: JobSpec
             )
         ).id
     hp = spec.hyperparameters
-    hyperparameters: dict[str, Any] = {"n_epochs": hp.epochs, "batch_size": hp.batch_size}
     remote = await client.fine_tuning.jobs.create(
         model=spec.base_model,
         training_file=train_file.id,
         validation_file=validation_id,
-        hyperparameters=hyperparameters,
+        method=supervised_method(hp),
         suffix=spec.adapter_name[:18],
         seed=hp.seed or None,
     )
     manager.store.update(job.id, external_id=remote.id)
     manager.store.add_event(
-        job.id, "log", "running", f"uploaded {train_file.id}; OpenAI job {remote.id} created"
+        job.id,
+        "log",
+        "running",
+        f"uploaded {train_file.id}; OpenAI job {remote.id} created with {_chosen(remote)}",
     )
     return str(remote.id)
+
+
+def _chosen(remote: Any) -> str:
+    """The hyperparameters OpenAI reports for the job (its picks where "auto" was sent)."""
+    method = getattr(remote, "method", None)
+    supervised = getattr(method, "supervised", None)
+    values = getattr(supervised, "hyperparameters", None) or getattr(remote, "hyperparameters", None)
+    if values is None:
+        return "no hyperparameters reported"
+    fields = ("n_epochs", "batch_size", "learning_rate_multiplier")
+    return ", ".join(f"{name}={getattr(values, name, None)}" for name in fields)
 
 
 async def run_openai_job(manager: JobManager, job: JobRecord) -> None:

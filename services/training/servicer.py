@@ -34,8 +34,15 @@ SCHEDULES = {
 SCHEDULE_PB = {v: k for k, v in SCHEDULES.items() if k != pb.LEARNING_RATE_SCHEDULE_UNSPECIFIED}
 
 
-def hyperparameters_from(h: pb.Hyperparameters) -> Hyperparameters:
-    """Proto settings with the documented zero-value defaults."""
+def hyperparameters_from(h: pb.Hyperparameters, backend: str = "peft") -> Hyperparameters:
+    """Proto settings with the documented zero-value defaults (OpenAI's: 0 = "auto")."""
+    if backend == "openai":
+        return Hyperparameters.for_openai(
+            epochs=h.epochs,
+            batch_size=h.batch_size,
+            learning_rate_multiplier=h.learning_rate_multiplier,
+            seed=h.seed,
+        )
     r = h.lora_r or 16
     return Hyperparameters(
         epochs=h.epochs or 1,
@@ -56,6 +63,12 @@ def hyperparameters_from(h: pb.Hyperparameters) -> Hyperparameters:
         ),
         early_stopping_patience=h.early_stopping_patience,
     )
+
+
+def given_fields(request: pb.CreateJobRequest) -> list[str]:
+    """The request's set field paths that only some backends can use."""
+    paths = [f"hyperparameters.{f.name}" for f, _ in request.hyperparameters.ListFields()]
+    return paths + (["export_merged"] if request.export_merged else [])
 
 
 def hyperparameters_pb(hp: dict[str, Any]) -> pb.Hyperparameters:
@@ -118,15 +131,17 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     async def CreateJob(self, request: pb.CreateJobRequest, context: Any) -> pb.CreateJobResponse:
         if request.backend not in BACKENDS:
             raise InvalidArgument("backend", "must be TRAINING_BACKEND_PEFT or TRAINING_BACKEND_OPENAI")
+        backend = BACKENDS[request.backend]
         spec = build_spec(
             self.manager.home,
-            backend=BACKENDS[request.backend],
+            backend=backend,
             dataset_path=request.dataset_path,
             validation_dataset_path=request.validation_dataset_path,
             base_model=request.base_model,
             adapter_name=request.adapter_name,
-            hyperparameters=hyperparameters_from(request.hyperparameters),
+            hyperparameters=hyperparameters_from(request.hyperparameters, backend),
             export_merged=request.export_merged,
+            given_fields=given_fields(request),
         )
         return pb.CreateJobResponse(job=job_pb(self.manager.create(spec, spec.backend)))
 

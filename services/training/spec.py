@@ -8,6 +8,7 @@ the job's validating_files state and fail the job with a clear error.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from talklike.common.paths import resolve_in_home
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 BACKENDS = ("peft", "openai")
 SCHEDULES = ("linear", "cosine", "constant")
+#: The hyperparameters OpenAI's fine-tuning API takes (``method.supervised.hyperparameters`` and
+#: ``seed``); every other setting is the PEFT trainer's own.
+OPENAI_HYPERPARAMETERS = ("epochs", "batch_size", "learning_rate_multiplier", "seed")
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,44 @@ class Hyperparameters:
     learning_rate_schedule: str = "linear"
     #: Validation passes without a lower loss before stopping; 0 = never stop early.
     early_stopping_patience: int = 0
+    #: OpenAI only: the factor on OpenAI's learning rate; 0 = "auto".
+    learning_rate_multiplier: float = 0.0
 
-    def validate(self) -> Hyperparameters:
-        checks = [
+    @classmethod
+    def for_openai(
+        cls, *, epochs: int = 0, batch_size: int = 0, learning_rate_multiplier: float = 0.0, seed: int = 0
+    ) -> Hyperparameters:
+        """OpenAI's settings, 0 meaning "auto"; the fields OpenAI cannot use are 0, so a job shows none it ignores."""
+        return cls(
+            epochs=epochs,
+            max_steps=0,
+            learning_rate=0.0,
+            batch_size=batch_size,
+            max_sequence_tokens=0,
+            lora_r=0,
+            lora_alpha=0.0,
+            seed=seed,
+            eval_interval_steps=0,
+            gradient_accumulation_steps=0,
+            learning_rate_schedule="",
+            learning_rate_multiplier=learning_rate_multiplier,
+        )
+
+    def validate(self, backend: str = "peft") -> Hyperparameters:
+        """Every field in its backend's range; InvalidArgument names the first that is not."""
+        checks = self._openai_checks() if backend == "openai" else self._peft_checks()
+        for name, ok, reason in checks:
+            if not ok:
+                raise InvalidArgument(f"hyperparameters.{name}", f"{reason}, got {getattr(self, name)}")
+        for module in self.lora_target_modules:
+            if not re.fullmatch(r"[A-Za-z0-9_.]+", module):
+                raise InvalidArgument(
+                    "hyperparameters.lora_target_modules", f"{module!r} is not a module name"
+                )
+        return self
+
+    def _peft_checks(self) -> list[tuple[str, bool, str]]:
+        return [
             ("epochs", 1 <= self.epochs <= 100, "must be between 1 and 100"),
             ("max_steps", 0 <= self.max_steps <= 1_000_000, "must be between 0 and 1000000"),
             ("learning_rate", 0 < self.learning_rate <= 1, "must be greater than 0 and at most 1"),
@@ -70,15 +109,37 @@ class Hyperparameters:
                 "must be between 0 and 1000",
             ),
         ]
-        for name, ok, reason in checks:
-            if not ok:
-                raise InvalidArgument(f"hyperparameters.{name}", f"{reason}, got {getattr(self, name)}")
-        for module in self.lora_target_modules:
-            if not re.fullmatch(r"[A-Za-z0-9_.]+", module):
-                raise InvalidArgument(
-                    "hyperparameters.lora_target_modules", f"{module!r} is not a module name"
-                )
-        return self
+
+    def _openai_checks(self) -> list[tuple[str, bool, str]]:
+        """The ranges OpenAI accepts (0 = "auto")."""
+        return [
+            ("epochs", 0 <= self.epochs <= 50, "must be between 1 and 50 (0 = auto)"),
+            ("batch_size", 0 <= self.batch_size <= 256, "must be between 1 and 256 (0 = auto)"),
+            (
+                "learning_rate_multiplier",
+                0 <= self.learning_rate_multiplier <= 10,
+                "must be greater than 0 and at most 10 (0 = auto)",
+            ),
+        ]
+
+
+def refuse_unusable_fields(backend: str, given: Iterable[str]) -> None:
+    """Refuse a request field the backend cannot use, rather than drop it and train something else.
+
+    ``given`` holds the request's set (non-zero) field paths, e.g. ``hyperparameters.lora_r``.
+    """
+    for path in given:
+        area, _, name = path.partition(".")
+        if backend == "openai" and (area != "hyperparameters" or name not in OPENAI_HYPERPARAMETERS):
+            raise InvalidArgument(
+                path,
+                "the openai backend cannot use it (OpenAI takes only hyperparameters "
+                f"{', '.join(OPENAI_HYPERPARAMETERS)}); leave it unset",
+            )
+        if backend == "peft" and path == "hyperparameters.learning_rate_multiplier":
+            raise InvalidArgument(
+                path, "only the openai backend uses it; the peft backend takes hyperparameters.learning_rate"
+            )
 
 
 @dataclass(frozen=True)
@@ -119,10 +180,15 @@ def build_spec(
     adapter_name: str,
     hyperparameters: Hyperparameters,
     export_merged: bool = False,
+    given_fields: Iterable[str] = (),
 ) -> JobSpec:
-    """Check a CreateJob request; paths become relative to the data home."""
+    """Check a CreateJob request; paths become relative to the data home.
+
+    ``given_fields``: the request's set field paths, refused when the backend cannot use them.
+    """
     if backend not in BACKENDS:
         raise InvalidArgument("backend", f"must be one of {', '.join(BACKENDS)}")
+    refuse_unusable_fields(backend, given_fields)
     dataset = resolve_in_home(home, dataset_path, "dataset_path")
     if not dataset.is_file():
         raise InvalidArgument(
@@ -146,6 +212,6 @@ def build_spec(
         validation_dataset_path=validation,
         base_model=base_model,
         adapter_name=adapter_name,
-        hyperparameters=hyperparameters.validate(),
+        hyperparameters=hyperparameters.validate(backend),
         export_merged=export_merged,
     )

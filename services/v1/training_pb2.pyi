@@ -113,7 +113,11 @@ Global___LearningRateSchedule: _TypeAlias = LearningRateSchedule  # noqa: Y015
 
 @_typing.final
 class Hyperparameters(_message.Message):
-    """Training settings. Zero values mean the defaults given per field."""
+    """Training settings. Zero values mean the defaults given per field. Each field says which backends
+    use it; a field set (non-zero) for a backend that cannot use it is refused with INVALID_ARGUMENT
+    naming it, never silently dropped. OpenAI uses epochs, batch_size, learning_rate_multiplier and
+    seed; PEFT uses every field but learning_rate_multiplier.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -132,45 +136,53 @@ class Hyperparameters(_message.Message):
     WARMUP_STEPS_FIELD_NUMBER: _builtins.int
     LEARNING_RATE_SCHEDULE_FIELD_NUMBER: _builtins.int
     EARLY_STOPPING_PATIENCE_FIELD_NUMBER: _builtins.int
+    LEARNING_RATE_MULTIPLIER_FIELD_NUMBER: _builtins.int
     epochs: _builtins.int
-    """Passes over the training set; 0 = 1 (ignored when max_steps is set)."""
+    """Passes over the training set, 1 .. 100 (PEFT; ignored when max_steps is set) or 1 .. 50 (OpenAI:
+    n_epochs); 0 = 1 for PEFT, "auto" for OpenAI (its rule for the file's size, the epochs that
+    EstimateCost prices when its epochs is 0).
+    """
     max_steps: _builtins.int
-    """Stop after this many optimizer steps; 0 = use epochs."""
+    """PEFT: stop after this many optimizer steps; 0 = use epochs."""
     learning_rate: _builtins.float
-    """Peak learning rate (> 0, <= 1); 0 = 2e-4 (OpenAI backend: the learning-rate multiplier, 0 = auto)."""
+    """PEFT: peak learning rate (> 0, <= 1); 0 = 2e-4. OpenAI takes learning_rate_multiplier instead."""
     batch_size: _builtins.int
-    """Examples per step, 1 .. 256; 0 = 4."""
+    """Examples per step, 1 .. 256 (PEFT and OpenAI); 0 = 4 for PEFT, "auto" for OpenAI."""
     max_sequence_tokens: _builtins.int
-    """Longest example in tokens (longer ones are cut), 16 .. 8192; 0 = 256."""
+    """PEFT: longest example in tokens (longer ones are cut), 16 .. 8192; 0 = 256."""
     lora_r: _builtins.int
-    """LoRA rank, 1 .. 256; 0 = 16."""
+    """PEFT: LoRA rank, 1 .. 256; 0 = 16."""
     lora_alpha: _builtins.float
-    """LoRA alpha (> 0); 0 = 2 × lora_r."""
+    """PEFT: LoRA alpha (> 0); 0 = 2 × lora_r."""
     lora_dropout: _builtins.float
-    """LoRA dropout, 0 .. 0.9."""
+    """PEFT: LoRA dropout, 0 .. 0.9."""
     seed: _builtins.int
-    """Seed for shuffling and initialisation."""
+    """Seed for shuffling and initialisation (PEFT and OpenAI); 0 = 0 for PEFT, chosen by OpenAI."""
     eval_interval_steps: _builtins.int
-    """Evaluate on the validation set every this many steps; 0 = 10."""
+    """PEFT: evaluate on the validation set every this many steps; 0 = 10."""
     gradient_accumulation_steps: _builtins.int
-    """Micro-batches of batch_size whose gradients are summed before one optimizer step, 1 .. 256;
+    """PEFT: micro-batches of batch_size whose gradients are summed before one optimizer step, 1 .. 256;
     0 = 1. A step sees batch_size × gradient_accumulation_steps examples, with the memory of one
     micro-batch; the loss is weighted by answer tokens, so it equals the bigger batch's loss.
     """
     warmup_steps: _builtins.int
-    """Steps over which the learning rate rises linearly from 0 to its peak; 0 = 5 % of the steps
-    (at least 1).
+    """PEFT: steps over which the learning rate rises linearly from 0 to its peak; 0 = 5 % of the
+    steps (at least 1).
     """
     learning_rate_schedule: Global___LearningRateSchedule.ValueType
-    """How the learning rate falls after the warmup."""
+    """PEFT: how the learning rate falls after the warmup."""
     early_stopping_patience: _builtins.int
-    """Stop when this many validation passes in a row did not lower the validation loss; 0 = never
+    """PEFT: stop when this many validation passes in a row did not lower the validation loss; 0 = never
     stop early. With a validation set, the adapter written is always the one of the pass with the
     lowest validation loss (the job's manifest names its step).
     """
+    learning_rate_multiplier: _builtins.float
+    """OpenAI: factor on OpenAI's own learning rate for the model (learning_rate_multiplier), > 0 and
+    <= 10; 0 = "auto".
+    """
     @_builtins.property
     def lora_target_modules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Module names to adapt (e.g. q_proj, v_proj); empty = all linear projections of the model."""
+        """PEFT: module names to adapt (e.g. q_proj, v_proj); empty = all linear projections of the model."""
 
     def __init__(
         self,
@@ -190,10 +202,11 @@ class Hyperparameters(_message.Message):
         warmup_steps: _builtins.int = ...,
         learning_rate_schedule: Global___LearningRateSchedule.ValueType = ...,
         early_stopping_patience: _builtins.int = ...,
+        learning_rate_multiplier: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "early_stopping_patience", b"early_stopping_patience", "epochs", b"epochs", "eval_interval_steps", b"eval_interval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "learning_rate", b"learning_rate", "learning_rate_schedule", b"learning_rate_schedule", "lora_alpha", b"lora_alpha", "lora_dropout", b"lora_dropout", "lora_r", b"lora_r", "lora_target_modules", b"lora_target_modules", "max_sequence_tokens", b"max_sequence_tokens", "max_steps", b"max_steps", "seed", b"seed", "warmup_steps", b"warmup_steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "early_stopping_patience", b"early_stopping_patience", "epochs", b"epochs", "eval_interval_steps", b"eval_interval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "learning_rate", b"learning_rate", "learning_rate_multiplier", b"learning_rate_multiplier", "learning_rate_schedule", b"learning_rate_schedule", "lora_alpha", b"lora_alpha", "lora_dropout", b"lora_dropout", "lora_r", b"lora_r", "lora_target_modules", b"lora_target_modules", "max_sequence_tokens", b"max_sequence_tokens", "max_steps", b"max_steps", "seed", b"seed", "warmup_steps", b"warmup_steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -259,7 +272,7 @@ class Job(_message.Message):
     """Last change, milliseconds since the Unix epoch."""
     @_builtins.property
     def hyperparameters(self) -> Global___Hyperparameters:
-        """Settings, with defaults filled in."""
+        """Settings, with defaults filled in (OpenAI: 0 = "auto"; the fields it cannot use stay 0)."""
 
     def __init__(
         self,
@@ -315,7 +328,9 @@ class CreateJobRequest(_message.Message):
     adapter_name: _builtins.str
     """Adapter name to write ([A-Za-z0-9_.-], 1 .. 64 characters); "" = derived from the job id."""
     export_merged: _builtins.bool
-    """Also write adapters/<name>/merged/: the base with the adapter merged in, a model directory vLLM can serve."""
+    """PEFT: also write adapters/<name>/merged/: the base with the adapter merged in, a model directory
+    vLLM can serve.
+    """
     @_builtins.property
     def hyperparameters(self) -> Global___Hyperparameters:
         """Training settings."""

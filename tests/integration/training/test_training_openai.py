@@ -32,6 +32,8 @@ class FakeOpenAI:
         self.uploads: list[str] = []
         self.failed_once = False
         self.cancelled: list[str] = []
+        #: The bodies of ``POST /v1/fine_tuning/jobs`` as sent.
+        self.create_bodies: list[dict[str, Any]] = []
 
     def job_object(self, job_id: str) -> dict[str, Any]:
         return self.jobs[job_id]
@@ -56,7 +58,12 @@ class FakeOpenAI:
 
     async def create(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.create_bodies.append(body)
         job_id = f"ftjob-{len(self.jobs) + 1}"
+        sent = body.get("method", {}).get("supervised", {}).get("hyperparameters", {})
+        # OpenAI answers with its picks where "auto" was sent.
+        chosen = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}
+        chosen.update({k: v for k, v in sent.items() if v != "auto"})
         self.jobs[job_id] = {
             "id": job_id,
             "object": "fine_tuning.job",
@@ -69,7 +76,8 @@ class FakeOpenAI:
             "status": "validating_files",
             "validation_file": body.get("validation_file"),
             "training_file": body["training_file"],
-            "hyperparameters": body.get("hyperparameters", {}),
+            "hyperparameters": chosen,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": chosen}},
             "trained_tokens": None,
             "seed": 0,
             "error": None,
@@ -127,13 +135,25 @@ async def openai_server() -> AsyncIterator[tuple[str, FakeOpenAI]]:
         yield base_url, fake
 
 
+def settings_for(home: Path, base_url: str, openai_poll_interval_ms: int = 20) -> TrainingSettings:
+    return TrainingSettings(
+        home=home,
+        port=0,
+        metrics_port=0,
+        openai_base_url=base_url,
+        openai_poll_interval_ms=openai_poll_interval_ms,
+        poll_interval_ms=20,
+        notify_inference=False,
+    )
+
+
 def request_for(adapter: str) -> pb.CreateJobRequest:
     return pb.CreateJobRequest(
         dataset_path="datasets/persona/train.jsonl",
         backend=pb.TRAINING_BACKEND_OPENAI,
         base_model="gpt-4o-mini-2024-07-18",
         adapter_name=adapter,
-        hyperparameters=pb.Hyperparameters(epochs=2),
+        hyperparameters=pb.Hyperparameters(epochs=2, learning_rate_multiplier=0.5),
     )
 
 
@@ -152,15 +172,7 @@ async def test_openai_job_uploads_polls_mirrors_and_records_the_model(
 ) -> None:
     base_url, fake = openai_server
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    settings = TrainingSettings(
-        home=persona_home,
-        port=0,
-        metrics_port=0,
-        openai_base_url=base_url,
-        openai_poll_interval_ms=20,
-        poll_interval_ms=20,
-        notify_inference=False,
-    )
+    settings = settings_for(persona_home, base_url)
     async with running_service(create_service(settings), settings) as srv:
         stub = pb_grpc.TrainingServiceStub(srv.channel())
         job = (await stub.CreateJob(request_for("babis-openai"))).job
@@ -168,7 +180,16 @@ async def test_openai_job_uploads_polls_mirrors_and_records_the_model(
         events = [e async for e in stub.StreamJobEvents(pb.StreamJobEventsRequest(job_id=job.id))]
     assert done.state == pb.JOB_STATE_SUCCEEDED, done.error_message
     assert done.fine_tuned_model == "ft:gpt-4o-mini-2024-07-18:talklike::ftjob-1"
-    assert len(fake.uploads) == 2 and fake.jobs["ftjob-1"]["hyperparameters"]["n_epochs"] == 2  # train + val
+    assert len(fake.uploads) == 2  # train + val
+    body = fake.create_bodies[0]
+    assert "hyperparameters" not in body  # the deprecated top-level field is not sent
+    assert body["method"] == {
+        "type": "supervised",
+        "supervised": {
+            "hyperparameters": {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": 0.5}
+        },
+    }
+    assert any("n_epochs=2, batch_size=1, learning_rate_multiplier=0.5" in e.message for e in events)
     assert [e.step for e in events if e.kind == "step"] == [1, 2, 3]  # mirrored once each
     assert fake.failed_once  # the server answered one poll with 503 and the job still succeeded
     manifest = json.loads((persona_home / "adapters" / "babis-openai" / "adapter_manifest.json").read_text())
@@ -180,15 +201,7 @@ async def test_cancel_propagates_and_a_missing_key_fails_clearly(
 ) -> None:
     base_url, fake = openai_server
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    settings = TrainingSettings(
-        home=persona_home,
-        port=0,
-        metrics_port=0,
-        openai_base_url=base_url,
-        openai_poll_interval_ms=300,
-        poll_interval_ms=20,
-        notify_inference=False,
-    )
+    settings = settings_for(persona_home, base_url, openai_poll_interval_ms=300)
     async with running_service(create_service(settings), settings) as srv:
         stub = pb_grpc.TrainingServiceStub(srv.channel())
         job = (await stub.CreateJob(request_for("to-cancel"))).job
@@ -207,3 +220,49 @@ async def test_cancel_propagates_and_a_missing_key_fails_clearly(
         assert failed.error_code == "missing_api_key" and "OPENAI_API_KEY" in failed.error_message
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
+
+
+async def test_unset_hyperparameters_go_as_auto_and_unusable_ones_are_refused(
+    persona_home: Path, openai_server: tuple[str, FakeOpenAI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, fake = openai_server
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    settings = settings_for(persona_home, base_url)
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.TrainingServiceStub(srv.channel())
+        auto = request_for("auto")
+        auto.hyperparameters.Clear()
+        job = (await stub.CreateJob(auto)).job
+        assert (job.hyperparameters.epochs, job.hyperparameters.lora_r) == (0, 0)  # 0 = auto / not used
+        done = await wait_state(stub, job.id, {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED})
+        assert done.state == pb.JOB_STATE_SUCCEEDED, done.error_message
+        sent = fake.create_bodies[0]["method"]["supervised"]["hyperparameters"]
+        assert sent == {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
+
+        refused = {
+            "hyperparameters.lora_r": {"lora_r": 8},
+            "hyperparameters.learning_rate": {"learning_rate": 1e-4},
+            "hyperparameters.max_steps": {"max_steps": 10},
+        }
+        for field, values in refused.items():
+            request = request_for("refused")
+            request.hyperparameters.CopyFrom(pb.Hyperparameters(**values))  # type: ignore[arg-type]
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.CreateJob(request)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert (error.value.details() or "").startswith(f"{field}: the openai backend cannot use it")
+        merged = request_for("refused")
+        merged.export_merged = True
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.CreateJob(merged)
+        assert (error.value.details() or "").startswith("export_merged: the openai backend cannot use it")
+
+        peft = request_for("peft")
+        peft.backend = pb.TRAINING_BACKEND_PEFT
+        peft.base_model = "tiny"
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.CreateJob(peft)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (error.value.details() or "").startswith(
+            "hyperparameters.learning_rate_multiplier: only the openai"
+        )
