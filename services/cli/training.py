@@ -66,8 +66,12 @@ def train(
     ],
     backend: Annotated[str, typer.Option(help="peft (local LoRA) or openai.")] = "peft",
     base_model: Annotated[
-        str, typer.Option(help="tiny, smollm2, a local model directory, a .gguf or a cached hub id.")
-    ] = "smollm2",
+        str,
+        typer.Option(
+            help="gemma3-270m (multilingual), smollm2 (English), tiny (tests), a local model directory, "
+            "a .gguf or a cached hub id. The job warns when the model is known not to speak the dataset's language."
+        ),
+    ] = "gemma3-270m",
     adapter: Annotated[str, typer.Option(help="Adapter name to write under adapters/.")] = "",
     max_steps: Annotated[int, typer.Option(help="PEFT: stop after this many steps (0 = use epochs).")] = 0,
     epochs: Annotated[

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +101,14 @@ def test_best_checkpoint_counts_passes_without_improvement() -> None:
     assert not best.observe(40, 1.5)  # equal is not better
     assert (best.step, best.eval_loss, best.passes_without_improvement) == (20, 1.5, 2)
     assert best.observe(50, 1.4) and best.passes_without_improvement == 0
+
+
+def test_a_generated_dataset_declares_its_language_beside_it_or_one_folder_up(tmp_path: Path) -> None:
+    from talklike.training.data import dataset_language
+
+    dataset = tmp_path / "datasets" / "babis"
+    (dataset / "moderated").mkdir(parents=True)
+    (dataset / "stats.json").write_text(json.dumps({"pack": {"name": "babis", "language": "cs"}}))
+    assert dataset_language(dataset / "train.jsonl") == "cs"
+    assert dataset_language(dataset / "moderated" / "moderated.jsonl") == "cs"
+    assert dataset_language(tmp_path / "elsewhere.jsonl") == ""
