@@ -239,18 +239,20 @@ async def test_the_stream_interval_merges_tokens_into_fewer_messages_with_the_sa
 
 
 async def test_adapters_on_demand_load_from_the_store_at_first_use(tiny_home: Path) -> None:
-    """A replica that LoadAdapter never reached still serves what the shared store holds."""
+    """A restarted service, or a replica that LoadAdapter never reached, serves what the store holds
+    (the default); with on-demand loading off only loaded adapters are served."""
     request = pb.GenerateRequest(
         prompt="Brusel", adapter="persona", sampling=pb.SamplingParams(max_new_tokens=4)
     )
-    settings = settings_for(tiny_home, preload_adapters="")
+    settings = settings_for(tiny_home, preload_adapters="", adapters_on_demand=False)
     async with running_service(create_service(settings), settings) as srv:
         stub = pb_grpc.InferenceServiceStub(srv.channel())
         with pytest.raises(grpc.aio.AioRpcError) as off:
             await stub.Generate(request)
         assert off.value.code() == grpc.StatusCode.NOT_FOUND
 
-    settings = settings_for(tiny_home, preload_adapters="", adapters_on_demand=True)
+    settings = settings_for(tiny_home, preload_adapters="")
+    assert settings.adapters_on_demand
     async with running_service(create_service(settings), settings) as srv:
         stub = pb_grpc.InferenceServiceStub(srv.channel())
         replies = await asyncio.gather(*(stub.Generate(request) for _ in range(3)))
