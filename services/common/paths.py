@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from talklike.common.errors import InvalidArgument
+from talklike.common.errors import InvalidArgument, NotFound, quote
 
 DEFAULT_HOME = Path("var")
 
@@ -28,30 +28,83 @@ def data_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+#: The process umask of every service: what a service writes in the data home (datasets, jobs.db,
+#: adapters, reports, logs) is the owner's alone, 0600 files and 0700 folders.
+PRIVATE_UMASK = 0o077
+
+
 def ensure_home(home: Path) -> Path:
-    """Create the data home and its standard sub-directories."""
+    """Create the data home and its standard sub-directories, readable by their owner only."""
     for sub in SUBDIRS:
-        (home / sub).mkdir(parents=True, exist_ok=True)
+        (home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
     return home
 
 
-def resolve_in_home(home: Path, raw: str, field: str) -> Path:
-    """Resolve ``raw`` (relative to the home, or absolute) and refuse it if it leaves the home.
+def open_private_append(path: Path) -> IO[bytes]:
+    """``path`` opened for appending bytes, created (or made) 0600: a log is the owner's alone."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
 
-    Raises InvalidArgument naming ``field`` when the path is empty or escapes the data home.
+
+#: Longest path and longest single name Linux accepts (PATH_MAX, NAME_MAX), in bytes.
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+
+
+def check_path_text(raw: str, field: str) -> None:
+    """InvalidArgument naming ``field`` for a string no filesystem call should see.
+
+    Empty, NUL bytes, or longer than the system allows: such a path used to reach ``stat`` and
+    come back as INTERNAL (``File name too long``, ``embedded null byte``).
     """
     if not raw or not raw.strip():
         raise InvalidArgument(field, "must not be empty")
     if "\x00" in raw:
         raise InvalidArgument(field, "must not contain NUL bytes")
+    encoded = raw.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise InvalidArgument(field, f"the path is {len(encoded):,} bytes; at most {MAX_PATH_BYTES:,}")
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > MAX_NAME_BYTES:
+        raise InvalidArgument(
+            field,
+            f"a name in the path is {longest:,} bytes; at most {MAX_NAME_BYTES} per file or folder name",
+        )
+
+
+def resolve_in_home(home: Path, raw: str, field: str) -> Path:
+    """Resolve ``raw`` (relative to the home, or absolute) and refuse it if it leaves the home.
+
+    Raises InvalidArgument naming ``field`` when the path is empty, not a path (``check_path_text``)
+    or escapes the data home.
+    """
+    check_path_text(raw, field)
     home = home.resolve()
     candidate = Path(raw).expanduser()
     if not candidate.is_absolute():
         candidate = home / candidate
     resolved = candidate.resolve()
     if resolved != home and home not in resolved.parents:
-        raise InvalidArgument(field, f"path {raw!r} is outside the data home {str(home)!r}")
+        raise InvalidArgument(field, f"path {quote(raw)} is outside the data home {str(home)!r}")
     return resolved
+
+
+def refuse_directory(path: Path, raw: str, field: str) -> None:
+    """InvalidArgument naming ``field`` when a path that must name a file names a directory."""
+    if path.is_dir():
+        raise InvalidArgument(field, f"{quote(raw)} is a directory; name a file in it")
+
+
+def file_in_home(home: Path, raw: str, field: str) -> Path:
+    """An existing file inside the home: InvalidArgument for a bad path or a directory, NotFound when absent."""
+    path = resolve_in_home(home, raw, field)
+    refuse_directory(path, raw, field)
+    if not path.is_file():
+        raise NotFound("file", raw, f"paths are relative to the data home {str(home.resolve())!r}")
+    return path
 
 
 @contextmanager

@@ -4,7 +4,8 @@
 what every service needs and none should write again: standard health (liveness ``""``,
 readiness under the service's full name, SERVING only once the on_start hooks ran),
 reflection, bearer-token auth, TLS, Prometheus metrics, the one error-mapping interceptor,
-structured logs, a maximum message size, and a graceful drain.
+the request guard (undecodable requests and fields past their limits are INVALID_ARGUMENT,
+``request_guard``), structured logs, a maximum message size, and a graceful drain.
 
 Drain, in order: readiness turns NOT_SERVING at once (health stays reachable, so a load
 balancer or ``talklike status`` sees it), new service calls are refused with UNAVAILABLE,
@@ -34,6 +35,7 @@ from talklike.common.errors import FailedPrecondition
 from talklike.common.handlers import ScopeInterceptor, is_infrastructure
 from talklike.common.logs import configure_logging
 from talklike.common.metrics import ServerMetrics
+from talklike.common.request_guard import RequestGuardInterceptor
 from talklike.common.service import ServiceBinding
 from talklike.common.settings import ServiceSettings
 
@@ -125,11 +127,18 @@ class ServiceServer:
             ScopeInterceptor(self.gate.scope, applies_to=lambda method: not is_infrastructure(method))
         )
         chain.append(ErrorMappingInterceptor())
+        chain.append(RequestGuardInterceptor())  # inside error mapping: its refusals map like any other
         return chain
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The receive limit: the service's own (``binding.max_request_bytes``) under the settings' one."""
+        own = self.binding.max_request_bytes
+        return min(own, self.settings.max_message_bytes) if own else self.settings.max_message_bytes
 
     def _options(self) -> list[tuple[str, Any]]:
         return [
-            ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_request_bytes),
             ("grpc.max_send_message_length", self.settings.max_message_bytes),
             # Without this, a second server on a taken port binds silently and steals half the calls.
             ("grpc.so_reuseport", 0),

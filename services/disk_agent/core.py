@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from disk_manager.caches import CLEANUP_KINDS, EVICTABLE_KINDS
 from disk_manager.manager import validate_size
 from talklike.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from talklike.common.paths import check_path_text
 from talklike.disk_agent.settings import DiskAgentSettings
 
 from disk_manager import (
@@ -74,6 +75,7 @@ class DiskAgent:
 
     def _check_volume(self, volume: str) -> None:
         if volume:
+            check_path_text(volume, "volume")
             try:
                 self.manager.check_path(volume)
             except OutsideManagedRoots as exc:
@@ -130,8 +132,7 @@ class DiskAgent:
 
     async def migrate(self, target: str, dry_run: bool) -> MigrationResult:
         """Move the caches under an allowed migration target."""
-        if not target:
-            raise InvalidArgument("target_path", "must not be empty")
+        check_path_text(target, "target_path")
         resolved = Path(target).expanduser().resolve()
         allowed = self.settings.allowed_migration_targets
         if not any(resolved == a or a in resolved.parents for a in allowed):

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from talklike.common.limits import SMALL_REQUEST_BYTES
 from talklike.common.service import ServiceBinding
 from talklike.disk_agent.core import DiskAgent
 from talklike.disk_agent.settings import DiskAgentSettings
@@ -165,4 +166,9 @@ def create_service(settings: DiskAgentSettings) -> ServiceBinding:
     def register(server: grpc.aio.Server) -> None:
         pb_grpc.add_DiskAgentServiceServicer_to_server(servicer, server)
 
-    return ServiceBinding(full_name=settings.full_name, register=register, collectors=[DiskCollector(agent)])
+    return ServiceBinding(
+        full_name=settings.full_name,
+        register=register,
+        collectors=[DiskCollector(agent)],
+        max_request_bytes=SMALL_REQUEST_BYTES,
+    )

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from talklike.common.paths import resolve_in_home
+from talklike.common.errors import FailedPrecondition, InvalidArgument
+from talklike.common.paths import file_in_home
 from talklike.generation import tokens
 from talklike.generation.dataset import (
     DEFAULT_BATCH_SIZE,
@@ -187,9 +187,7 @@ class GenerationCore:
     def _lines(self, source: Source) -> tuple[Iterable[tuple[int, bytes]], str]:
         if source.content is not None:
             return split_lines(source.content), source.name or "upload.jsonl"
-        path = resolve_in_home(self.home, source.path, "path")
-        if not path.is_file():
-            raise NotFound("file", source.path, f"paths are relative to the data home {str(self.home)!r}")
+        path = file_in_home(self.home, source.path, "path")
         return iter_file_lines(path), source.name or path.name
 
     def validate(self, source: Source, out: str = "", model: str = "") -> ValidationResult:

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from talklike.common.paths import resolve_in_home
+from talklike.common.errors import FailedPrecondition, InvalidArgument
+from talklike.common.paths import file_in_home, resolve_in_home
 from talklike.generation.validation import iter_file_lines, split_lines
 from talklike.moderation.backends import Backend, OpenAIBackend, OpenAIStats, openai_backend
 from talklike.moderation.categories import Scores, check_thresholds
@@ -166,9 +166,7 @@ class ModerationCore:
             lines = split_lines(source.content)
             name = source.name or "upload.jsonl"
         else:
-            source_path = resolve_in_home(self.home, source.path, "path")
-            if not source_path.is_file():
-                raise NotFound("file", source.path, f"paths are relative to the data home {str(self.home)!r}")
+            source_path = file_in_home(self.home, source.path, "path")
             lines = iter_file_lines(source_path)
             name = source.name or source_path.name
         out_dir = self._out_dir(out, source, source_path)
