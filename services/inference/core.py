@@ -10,11 +10,14 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from talklike.common.errors import InvalidArgument, NotFound
+from talklike.common.limits import MAX_TEXT_CHARS
 from talklike.inference import adapters
 from talklike.inference.admission import Admission
 from talklike.inference.backend import Backend
@@ -24,6 +27,7 @@ from talklike.inference.text import TextAssembler
 from talklike.inference.types import GenerationRequest, Prompt, Sampling, ScoreResult, StopReason
 
 ROLES = {"system", "user", "assistant"}
+_T = TypeVar("_T")
 MAX_STOP_SEQUENCES = 8
 
 
@@ -66,7 +70,16 @@ def validate_sampling(s: Sampling) -> Sampling:
 
 
 def validate_prompt(prompt: Prompt, field: str = "input") -> Prompt:
-    """A chat needs known roles and a non-empty last turn; a raw prompt must not be empty."""
+    """A chat needs known roles and a non-empty last turn; a raw prompt must not be empty.
+
+    The size is checked here, before any tokenizing: a 10 MB prompt once took the tokenizer
+    seconds, and nothing that long fits any model's context anyway.
+    """
+    size = (
+        sum(len(turn.content) for turn in prompt.chat) if prompt.chat is not None else len(prompt.raw or "")
+    )
+    if size > MAX_TEXT_CHARS:
+        raise InvalidArgument(field, f"the prompt is {size:,} characters; at most {MAX_TEXT_CHARS:,}")
     if prompt.chat is not None:
         if not prompt.chat:
             raise InvalidArgument(f"{field}.chat.messages", "must not be empty")
@@ -100,6 +113,9 @@ class InferenceCore:
             bind_metrics(self.metrics)
         self._ids = itertools.count(1)
         self._adapter_lock = asyncio.Lock()
+        # Tokenizing a long prompt takes tens of milliseconds of CPU: done here, the event loop
+        # keeps answering health checks and streaming tokens meanwhile (one thread: one tokenizer).
+        self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
 
     async def start(self) -> None:
         """Load the model, then the adapters named in the settings."""
@@ -152,9 +168,13 @@ class InferenceCore:
         raise NotFound("adapter", adapter, f"loaded adapters: {loaded}; load it with LoadAdapter")
 
     # -- tokens -------------------------------------------------------------------------
-    def prompt_ids(self, prompt: Prompt, max_new_tokens: int = 0) -> list[int]:
+    async def tokenize(self, encode: Callable[[_T], list[int]], value: _T) -> list[int]:
+        """``encode(value)`` on the tokenizer thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizer_thread, encode, value)
+
+    async def prompt_ids(self, prompt: Prompt, max_new_tokens: int = 0) -> list[int]:
         """Token ids of the prompt; InvalidArgument stating both counts when it is too long."""
-        ids = self.backend.encode(prompt)
+        ids = await self.tokenize(self.backend.encode, prompt)
         limit = self.max_context_tokens
         if len(ids) + max_new_tokens > limit:
             room = f" plus max_new_tokens {max_new_tokens}" if max_new_tokens else ""
@@ -171,7 +191,7 @@ class InferenceCore:
         validate_prompt(prompt)
         validate_sampling(sampling)
         await self._ensure_adapter(adapter)
-        ids = self.prompt_ids(prompt, sampling.max_new_tokens)
+        ids = await self.prompt_ids(prompt, sampling.max_new_tokens)
         async with self.admission.slot():
             self.metrics.active.inc()
             try:
@@ -257,11 +277,13 @@ class InferenceCore:
         """Log-probabilities of ``text`` after ``context`` under base or adapter."""
         if not text:
             raise InvalidArgument("text", "must not be empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidArgument("text", f"is {len(text):,} characters; at most {MAX_TEXT_CHARS:,}")
         if context is not None:
             validate_prompt(context, "context")
         await self._ensure_adapter(adapter)
-        context_ids = self.backend.encode(context) if context is not None else []
-        text_ids = self.backend.encode_text(text)
+        context_ids = await self.tokenize(self.backend.encode, context) if context is not None else []
+        text_ids = await self.tokenize(self.backend.encode_text, text)
         total = len(context_ids) + len(text_ids)
         if total > self.max_context_tokens:
             raise InvalidArgument(

@@ -10,12 +10,16 @@ from typing import Any
 import grpc
 from talklike.common.service import ServiceBinding
 from talklike.inference.adapters import LoadedAdapter
-from talklike.inference.core import InferenceCore, StreamEvent
+from talklike.inference.core import InferenceCore, StreamEvent, validate_prompt
 from talklike.inference.settings import InferenceSettings
 from talklike.inference.types import ChatTurn, Prompt, Sampling, StopReason
 from talklike.v1 import common_pb2
 from talklike.v1 import inference_pb2 as pb
 from talklike.v1 import inference_pb2_grpc as pb_grpc
+
+#: Largest request, as the HTTP face's body limit (aiohttp's 1 MiB): room for a chat of many turns
+#: of up to ``limits.MAX_TEXT_CHARS`` characters in all (the core refuses a longer prompt).
+MAX_REQUEST_BYTES = 1 << 20
 
 ROLE_NAMES = {
     common_pb2.CHAT_ROLE_SYSTEM: "system",
@@ -132,7 +136,8 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         return reply
 
     async def Tokenize(self, request: pb.TokenizeRequest, context: Any) -> pb.TokenizeResponse:
-        ids = self.core.backend.encode(self._input(request))
+        # Validated as Generate validates its input: ``Tokenize {}`` is refused, not 0 tokens.
+        ids = await self.core.tokenize(self.core.backend.encode, validate_prompt(self._input(request)))
         reply = pb.TokenizeResponse(token_count=len(ids), max_context_tokens=self.core.max_context_tokens)
         if request.include_token_ids:
             reply.token_ids.extend(ids)
@@ -187,4 +192,5 @@ def create_service(settings: InferenceSettings) -> ServiceBinding:
         on_start=[start],
         on_stop=[stop],
         collectors=core.metrics.collectors(),  # type: ignore[arg-type]
+        max_request_bytes=MAX_REQUEST_BYTES,
     )

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from talklike.common.errors import InvalidArgument
 from talklike.common.service import ServiceBinding
+from talklike.common.limits import SMALL_REQUEST_BYTES
 from talklike.training.manager import JobManager
 from talklike.training.settings import TrainingSettings
 from talklike.training.spec import Hyperparameters, build_spec
@@ -172,5 +173,9 @@ def create_service(settings: TrainingSettings) -> ServiceBinding:
         pb_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(manager), server)
 
     return ServiceBinding(
-        full_name=settings.full_name, register=register, on_start=[manager.start], on_stop=[manager.stop]
+        full_name=settings.full_name,
+        register=register,
+        on_start=[manager.start],
+        on_stop=[manager.stop],
+        max_request_bytes=SMALL_REQUEST_BYTES,
     )
