@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -142,6 +143,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             adapter_name=request.adapter_name,
             hyperparameters=hyperparameters_from(request.hyperparameters, backend),
             export_merged=request.export_merged,
+            model_roots=[Path(r.strip()) for r in self.manager.settings.model_roots.split(",") if r.strip()],
             given_fields=given_fields(request),
         )
         return pb.CreateJobResponse(job=job_pb(self.manager.create(spec, spec.backend)))

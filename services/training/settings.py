@@ -33,6 +33,11 @@ class TrainingSettings(ServiceSettings):
         default=True,
         description="Ask the disk agent for space before model conversion and training, when reachable.",
     )
+    model_roots: str = Field(
+        default="",
+        description="Comma-separated folders outside the data home whose model directories and .gguf files "
+        "a job may name as base_model (<home>/models is always allowed).",
+    )
     openai_base_url: str = Field(default="", description="OpenAI backend: API base URL (empty = OpenAI's).")
     openai_poll_interval_ms: int = Field(
         default=5000, ge=10, description="OpenAI backend: first polling interval (it backs off up to 60 s)."

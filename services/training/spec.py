@@ -8,13 +8,14 @@ the job's validating_files state and fail the job with a clear error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talklike.common.errors import InvalidArgument
-from talklike.common.paths import resolve_in_home
+from talklike.common.errors import InvalidArgument, quote
+from talklike.common.paths import check_path_text, refuse_directory, resolve_in_home
+from talklike.models.resolve import BUILTIN_SOURCES, HUB_ID
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 BACKENDS = ("peft", "openai")
@@ -170,6 +171,44 @@ def relative(home: Path, path: Path) -> str:
     return str(path.relative_to(home.resolve()))
 
 
+def known_sources() -> list[str]:
+    """The built-in base-model names (``tiny`` and those ``talklike.models.resolve`` ships)."""
+    return ["tiny", *BUILTIN_SOURCES]
+
+
+def check_base_model(home: Path, raw: str, roots: Sequence[Path]) -> str:
+    """A known source, a cached hub id, or a model path inside ``<home>/models`` or an allowed root.
+
+    Paths come back absolute (relative ones are relative to ``<home>/models``), so the worker
+    resolves the very folder checked here. Anything else on the machine (``/etc``,
+    ``../../etc``) is refused: a job must not read what the operator did not offer.
+    """
+    if raw in known_sources():
+        return raw
+    check_path_text(raw, "base_model")
+    models = (home / "models").resolve()
+    as_given = Path(raw).expanduser()
+    if HUB_ID.match(raw) and not as_given.is_absolute() and not (models / raw).exists():
+        if as_given.exists():
+            raise InvalidArgument(
+                "base_model",
+                f"{quote(raw)} names a hub id and a path in the service's working folder; give an absolute path",
+            )
+        return raw  # a hub id: resolved from the local cache only, never downloaded
+    resolved = (as_given if as_given.is_absolute() else models / as_given).resolve()
+    allowed = [models, *(root.expanduser().resolve() for root in roots)]
+    if not any(resolved == root or root in resolved.parents for root in allowed):
+        raise InvalidArgument(
+            "base_model",
+            f"{quote(raw)} is neither a known source ({', '.join(known_sources())}) nor a model under "
+            f"{', '.join(str(root) for root in allowed)}; put the model there or ask the operator to add its "
+            "folder to TALKLIKE_TRAINING_MODEL_ROOTS",
+        )
+    if not resolved.exists():
+        raise InvalidArgument("base_model", f"{quote(raw)} does not exist ({resolved})")
+    return str(resolved)
+
+
 def build_spec(
     home: Path,
     *,
@@ -180,6 +219,7 @@ def build_spec(
     adapter_name: str,
     hyperparameters: Hyperparameters,
     export_merged: bool = False,
+    model_roots: Sequence[Path] = (),
     given_fields: Iterable[str] = (),
 ) -> JobSpec:
     """Check a CreateJob request; paths become relative to the data home.
@@ -190,22 +230,28 @@ def build_spec(
         raise InvalidArgument("backend", f"must be one of {', '.join(BACKENDS)}")
     refuse_unusable_fields(backend, given_fields)
     dataset = resolve_in_home(home, dataset_path, "dataset_path")
+    refuse_directory(dataset, dataset_path, "dataset_path")
     if not dataset.is_file():
         raise InvalidArgument(
-            "dataset_path", f"{dataset_path!r} does not exist in the data home; generate it first"
+            "dataset_path", f"{quote(dataset_path)} does not exist in the data home; generate it first"
         )
     validation = ""
     if validation_dataset_path:
         val = resolve_in_home(home, validation_dataset_path, "validation_dataset_path")
+        refuse_directory(val, validation_dataset_path, "validation_dataset_path")
         if not val.is_file():
-            raise InvalidArgument("validation_dataset_path", f"{validation_dataset_path!r} does not exist")
+            raise InvalidArgument(
+                "validation_dataset_path", f"{quote(validation_dataset_path)} does not exist"
+            )
         validation = relative(home, val)
     elif (dataset.parent / "val.jsonl").is_file() and dataset.name != "val.jsonl":
         validation = relative(home, dataset.parent / "val.jsonl")
     if not base_model:
         raise InvalidArgument("base_model", "is required, e.g. tiny, smollm2 or a local model directory")
-    if adapter_name and not ADAPTER_NAME.match(adapter_name):
-        raise InvalidArgument("adapter_name", "use 1-64 letters, digits, '_', '.', '-'")
+    if backend == "peft":
+        base_model = check_base_model(home, base_model, model_roots)
+    if adapter_name and (not ADAPTER_NAME.match(adapter_name) or adapter_name in (".", "..")):
+        raise InvalidArgument("adapter_name", "use 1-64 letters, digits, '_', '.', '-' (not '.' or '..')")
     return JobSpec(
         backend=backend,
         dataset_path=relative(home, dataset),
