@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from talklike.generation.validation import iter_file_lines, validate_lines
+
 IGNORE = -100
 
 
@@ -47,30 +49,39 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Bad lines whose reasons a job's error message spells out; the rest are counted and numbered.
+REASONS_SHOWN = 20
+#: Bad line numbers a job's error message lists at most.
+NUMBERS_SHOWN = 1000
+
+
 def read_examples(path: Path) -> list[list[dict[str, str]]]:
-    """The ``messages`` of every line; a bad line fails with its number (datasets come validated)."""
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                messages = record["messages"]
-                assert isinstance(messages, list) and messages
-                assert all(
-                    isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
-                )
-            except (ValueError, KeyError, AssertionError, AttributeError, TypeError) as exc:
-                raise JobError(
-                    "invalid_file",
-                    f"{path.name} line {number} is not a chat example {{'messages': [...]}} ({exc.__class__.__name__}); "
-                    "check it with `talklike validate`",
-                ) from exc
-            examples.append(messages)
-    if not examples:
+    """The ``messages`` of every line, judged by the same rules as the generation service's ValidateDataset.
+
+    A dataset with any bad line is refused, every bad line numbered (invalid UTF-8 included): a job
+    must not quietly train on part of what it was given. To train on the good lines, run
+    ``talklike validate`` on the file, which quarantines the bad ones under ``invalid/`` and writes
+    ``valid.jsonl``, and train on that.
+    """
+    report = validate_lines(iter_file_lines(path))
+    if report.bad:
+        problems = report.problems
+        shown = "; ".join(
+            f"line {p.line_number}{f' {p.field_path}' if p.field_path else ''}: {p.reason}"
+            for p in problems[:REASONS_SHOWN]
+        )
+        numbers = [bad.line_number for bad in report.bad]
+        listed = ", ".join(str(n) for n in numbers[:NUMBERS_SHOWN])
+        more = f" and {len(numbers) - NUMBERS_SHOWN:,} more" if len(numbers) > NUMBERS_SHOWN else ""
+        raise JobError(
+            "invalid_file",
+            f"{path.name} has {len(numbers):,} bad line(s) of {report.lines:,} (lines {listed}{more}): {shown}; "
+            "the dataset is refused as a whole: fix those lines, or run `talklike validate` on it and train on "
+            "the valid.jsonl it writes (the bad lines are quarantined there with their reasons)",
+        )
+    if not report.valid:
         raise JobError("invalid_file", f"{path.name} has no examples")
-    return examples
+    return [line.messages for line in report.valid]
 
 
 def dataset_language(path: Path) -> str:
