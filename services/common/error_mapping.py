@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 from talklike.common import errors
+from talklike.common.disk_space import is_no_space, no_space_error
 from talklike.common.handlers import ScopeInterceptor
 from talklike.common.logs import method_var, request_id_var
 
@@ -86,8 +87,12 @@ async def error_scope(method: str, context: grpc.aio.ServicerContext[Any, Any]) 
         log = logger.warning if code == grpc.StatusCode.INTERNAL else logger.info
         log("%s: %s", code.name, error.message, extra={"code": code.name})
         await context.abort(code, error.message, trailing_metadata=trailing)
-    except Exception:
+    except Exception as error:
         # CancelledError is a BaseException and is not caught here: cancellation must propagate.
+        if isinstance(error, OSError) and is_no_space(error):  # the caller's to fix, the volume named
+            full = no_space_error(error)
+            logger.warning("RESOURCE_EXHAUSTED: %s", full.message, extra={"code": "RESOURCE_EXHAUSTED"})
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, full.message)
         logger.exception("unexpected error", extra={"code": "INTERNAL"})
         await context.abort(
             grpc.StatusCode.INTERNAL,

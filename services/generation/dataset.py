@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from talklike.common.disk_space import check_room
 from talklike.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from talklike.common.paths import resolve_in_home
 from talklike.generation import tokens
@@ -407,7 +408,6 @@ class DatasetBuilder:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         try:
-            tmp.chmod(0o755)  # mkdtemp makes it private; a dataset is as readable as any file written here
             lines = [_dumps({"messages": m}) + "\n" for m in messages]
             train = [line for i, line in enumerate(lines) if i not in val]
             valid = [line for i, line in enumerate(lines) if i in val]
@@ -444,11 +444,13 @@ class DatasetBuilder:
             }
             written: dict[str, tuple[Path, int, int]] = {}
             (tmp / "invalid").mkdir()
+            encoded = {name: "".join(body).encode("utf-8") for name, body in contents.items()}
+            stats_text = json.dumps(stats, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+            check_room(tmp, sum(map(len, encoded.values())) + len(stats_text), f"dataset {out.name}")
             for name, body in contents.items():
-                data = "".join(body).encode("utf-8")
+                data = encoded[name]
                 (tmp / name).write_bytes(data)
                 written[name] = (out / name, len(data), len(body))
-            stats_text = json.dumps(stats, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
             (tmp / "stats.json").write_text(stats_text, encoding="utf-8")
             written["stats.json"] = (
                 out / "stats.json",
