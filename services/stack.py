@@ -32,7 +32,7 @@ import psutil
 from talklike.common import registry
 from talklike.common.client import UNREACHABLE, health_status_at
 from talklike.common.errors import FailedPrecondition, InvalidArgument
-from talklike.common.paths import atomic_write_text, ensure_home
+from talklike.common.paths import atomic_write_text, ensure_home, open_private_append
 
 #: How many log lines an error quotes when a service does not come up.
 LOG_TAIL_LINES = 25
@@ -244,8 +244,7 @@ class Stack:
         env["TALKLIKE_HOME"] = str(self.home)
         env.setdefault("PYTHONUNBUFFERED", "1")
         log_path = self.log_file(spec.name)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
+        with open_private_append(log_path) as log:
             process = subprocess.Popen(
                 list(spec.command),
                 stdin=subprocess.DEVNULL,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -106,10 +107,11 @@ def build_settings(settings_class: type[ServiceSettings], given: dict[str, Any])
 
 
 def _run_service(name: str, settings: ServiceSettings) -> None:
-    from talklike.common.paths import ensure_home
+    from talklike.common.paths import PRIVATE_UMASK, ensure_home
     from talklike.common.server import serve
 
     entry = registry.get(name)
+    os.umask(PRIVATE_UMASK)  # before anything is written: jobs.db, datasets, adapters are 0600 / 0700
     ensure_home(settings.home)
 
     async def main() -> None:
