@@ -30,12 +30,12 @@ def validate_job(home: Path, spec: JobSpec, check_disk: bool = True) -> str:
     Returns a summary line. The model is built on the meta device: only its module names and
     tokenizer are needed to know the job can run.
     """
-    import torch
     from talklike.models import resolve
     from talklike.models.resolve import language_warning
+    from talklike.training.compute import meta_skeleton
     from talklike.training.disk import ensure_free
     from talklike.training.peft_trainer import check_target_modules
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     notes: list[str] = []
     warning = language_warning(spec.base_model, dataset_language(home / spec.dataset_path))
@@ -52,8 +52,7 @@ def validate_job(home: Path, spec: JobSpec, check_disk: bool = True) -> str:
     if check_disk:  # room for checkpoints and the adapter, so a full disk fails the job before it runs
         notes.append(ensure_free(TRAINING_SCRATCH_BYTES, "training"))
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved.path))
+    skeleton = meta_skeleton(resolved.path)
     targets = check_target_modules(skeleton, spec.hyperparameters.lora_target_modules)
     encoded = encode_all(tokenizer, train, spec.hyperparameters.max_sequence_tokens, "training")
     if spec.validation_dataset_path:
@@ -218,6 +217,7 @@ class JobManager:
                 job.id,
                 *(["--notify-inference"] if self.settings.notify_inference else []),
                 *(["--check-disk"] if self.settings.use_disk_agent else []),
+                f"--gpu-memory-fraction={self.settings.gpu_memory_fraction}",
                 stdout=log_file,
                 stderr=log_file,
             )

@@ -20,6 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from talklike import __version__
+from talklike.training.compute import (
+    CPU,
+    DeviceProperties,
+    Plan,
+    Workload,
+    check_fits,
+    gib,
+    load_model,
+    meta_skeleton,
+    plan,
+    probe_cuda,
+    shape_of,
+)
 from talklike.training.data import IGNORE, Encoded, JobError, encode_all, file_sha256, read_examples
 from talklike.training.spec import JobSpec
 
@@ -132,7 +145,7 @@ def loss_of(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
 
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = causal.get_decoder()(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
     ).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
@@ -144,16 +157,18 @@ def loss_of(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     return loss, int(keep.sum())
 
 
-def evaluate(model: Any, examples: list[Encoded], pad_id: int, batch_size: int) -> float:
+def evaluate(
+    model: Any, examples: list[Encoded], pad_id: int, batch_size: int, placement: Plan = CPU
+) -> float:
     """Token-weighted validation loss."""
     import torch
 
     total = 0.0
     tokens = 0
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), placement.autocast():
         for i in range(0, len(examples), batch_size):
-            loss, n = loss_of(model, collate(examples[i : i + batch_size], pad_id))
+            loss, n = loss_of(model, placement.move(collate(examples[i : i + batch_size], pad_id)))
             total += float(loss) * n
             tokens += n
     model.train()
@@ -181,7 +196,15 @@ class PeftTrainer:
     """Runs one job's training from scratch or from its checkpoint."""
 
     def __init__(
-        self, spec: JobSpec, home: Path, job_dir: Path, emit: Emit, should_stop: Callable[[], bool]
+        self,
+        spec: JobSpec,
+        home: Path,
+        job_dir: Path,
+        emit: Emit,
+        should_stop: Callable[[], bool],
+        *,
+        probe: Callable[[], DeviceProperties | None] = probe_cuda,
+        gpu_memory_fraction: float = 0.9,
     ) -> None:
         self.spec = spec
         self.home = home
@@ -189,16 +212,26 @@ class PeftTrainer:
         self.emit = emit
         self.should_stop = should_stop
         self.checkpoint = job_dir / "checkpoint"
+        #: The GPUs the worker sees (a test passes fake properties).
+        self.probe = probe
+        self.gpu_memory_fraction = gpu_memory_fraction
+        self.plan = CPU
 
     def prepare(
         self, before_write: Callable[[int], None] | None = None
     ) -> tuple[Any, Any, list[Encoded], list[Encoded]]:
         """Load the base model and the data; everything that can be wrong with the job shows up here."""
-        from talklike.models import load, resolve
+        from talklike.models import resolve
 
         resolved = resolve(self.spec.base_model, self.home / "models", before_write=before_write)
         self.resolved = resolved
-        model, tokenizer = load(resolved)
+        compute = self.spec.compute
+        props = self.probe() if compute.device != "cpu" else None
+        self.plan = plan(compute, props)
+        self.emit("log", self.plan.describe(props))
+        if props is not None and self.plan.device == "cuda":
+            self._check_memory(resolved.path, props)
+        model, tokenizer = load_model(resolved, self.plan, compute.gradient_checkpointing)
         self.tokenizer = tokenizer
         hp = self.spec.hyperparameters
         self.targets = check_target_modules(model, hp.lora_target_modules)
@@ -215,6 +248,25 @@ class PeftTrainer:
             )[:MAX_EVAL_EXAMPLES]
             val.sort(key=lambda e: len(e.input_ids))
         return model, tokenizer, train, val
+
+    def _check_memory(self, path: Path, props: DeviceProperties) -> None:
+        """Refuse, before the weights load, a job whose estimate exceeds the GPU's free memory."""
+        hp = self.spec.hyperparameters
+        skeleton = meta_skeleton(path)
+        shape = shape_of(skeleton, check_target_modules(skeleton, hp.lora_target_modules), hp.lora_r)
+        work = Workload(
+            batch_size=hp.batch_size,
+            sequence_tokens=hp.max_sequence_tokens,
+            precision=self.plan.precision,
+            quantization=self.plan.quantization,
+            gradient_checkpointing=self.spec.compute.gradient_checkpointing,
+        )
+        estimate = check_fits(shape, work, hp.gradient_accumulation_steps, props, self.gpu_memory_fraction)
+        self.emit(
+            "log",
+            f"GPU memory estimate {gib(estimate.total)} ({estimate.describe()}) of {gib(props.free_bytes)} "
+            f"free on {props.name}",
+        )
 
     def run(
         self, model: Any, tokenizer: Any, train: list[Encoded], val: list[Encoded]
@@ -262,12 +314,20 @@ class PeftTrainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, learning_rate_factor(hp.learning_rate_schedule, warmup, total_steps)
         )
+        placement = self.plan
+        # fp16 only: scale the loss so small gradients survive; a disabled scaler passes everything through.
+        scaler = torch.amp.GradScaler(placement.device, enabled=placement.grad_scaler)
         if start_step:
-            optimizer.load_state_dict(torch.load(self.checkpoint / "optimizer.pt", weights_only=True))
+            device = placement.torch_device
+            optimizer.load_state_dict(
+                torch.load(self.checkpoint / "optimizer.pt", weights_only=True, map_location=device)
+            )
             scheduler.load_state_dict(torch.load(self.checkpoint / "scheduler.pt", weights_only=True))
+            if (self.checkpoint / "scaler.pt").exists():
+                scaler.load_state_dict(torch.load(self.checkpoint / "scaler.pt", weights_only=True))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if val and initial_eval is None:
-            initial_eval = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE))
+            initial_eval = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE), placement)
             self.emit(
                 "eval",
                 f"before training: eval loss {initial_eval:.4f}",
@@ -293,12 +353,15 @@ class PeftTrainer:
             step_tokens = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
             loss_value = 0.0
             for batch in batches:
-                loss, answer_tokens = loss_of(model, batch)
-                (loss * (answer_tokens / step_tokens)).backward()
-                loss_value += float(loss.detach()) * answer_tokens / step_tokens
                 trained_tokens += int(batch["attention_mask"].sum())
+                with placement.autocast():
+                    loss, answer_tokens = loss_of(model, placement.move(batch))
+                scaler.scale(loss * (answer_tokens / step_tokens)).backward()
+                loss_value += float(loss.detach()) * answer_tokens / step_tokens
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
@@ -316,7 +379,7 @@ class PeftTrainer:
             )
             if done % hp.eval_interval_steps == 0 or done == total_steps:
                 if val:
-                    eval_loss = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE))
+                    eval_loss = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE), placement)
                     improved = best.observe(done, eval_loss)
                     self.emit(
                         "eval",
@@ -351,6 +414,7 @@ class PeftTrainer:
                         model,
                         optimizer,
                         scheduler,
+                        scaler,
                         {
                             "step": done,
                             "initial_eval_loss": initial_eval,
@@ -398,7 +462,9 @@ class PeftTrainer:
 
         set_peft_model_state_dict(model, load_file(self.best_dir / "adapter_model.safetensors"))
 
-    def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+    def _save_checkpoint(
+        self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, state: dict[str, Any]
+    ) -> None:
         import torch
 
         staging = self.job_dir / f".checkpoint-{state['step']}.tmp"
@@ -406,6 +472,8 @@ class PeftTrainer:
         model.save_pretrained(staging / "adapter")
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        if scaler.is_enabled():
+            torch.save(scaler.state_dict(), staging / "scaler.pt")
         (staging / "state.json").write_text(json.dumps(state))
         old = self.job_dir / ".checkpoint-old"
         shutil.rmtree(old, ignore_errors=True)

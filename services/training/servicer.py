@@ -8,8 +8,9 @@ from typing import Any
 
 import grpc
 from talklike.common.errors import InvalidArgument
-from talklike.common.service import ServiceBinding
 from talklike.common.limits import SMALL_REQUEST_BYTES
+from talklike.common.service import ServiceBinding
+from talklike.training.compute import Compute
 from talklike.training.manager import JobManager
 from talklike.training.settings import TrainingSettings
 from talklike.training.spec import Hyperparameters, build_spec
@@ -34,6 +35,37 @@ SCHEDULES = {
     pb.LEARNING_RATE_SCHEDULE_CONSTANT: "constant",
 }
 SCHEDULE_PB = {v: k for k, v in SCHEDULES.items() if k != pb.LEARNING_RATE_SCHEDULE_UNSPECIFIED}
+DEVICES = {pb.COMPUTE_DEVICE_AUTO: "auto", pb.COMPUTE_DEVICE_CPU: "cpu", pb.COMPUTE_DEVICE_CUDA: "cuda"}
+PRECISIONS = {
+    pb.COMPUTE_PRECISION_UNSPECIFIED: "auto",
+    pb.COMPUTE_PRECISION_FP32: "fp32",
+    pb.COMPUTE_PRECISION_BF16: "bf16",
+    pb.COMPUTE_PRECISION_FP16: "fp16",
+}
+QUANTIZATIONS = {pb.COMPUTE_QUANTIZATION_UNSPECIFIED: "none", pb.COMPUTE_QUANTIZATION_NF4: "nf4"}
+
+
+def compute_from(c: pb.ComputeOptions, default_device: str) -> Compute:
+    """Proto compute options; an unset device is the service's setting."""
+    return Compute(
+        device=DEVICES.get(c.device, f"unknown ({c.device})") if c.device else default_device,
+        precision=PRECISIONS.get(c.precision, f"unknown ({c.precision})"),
+        quantization=QUANTIZATIONS.get(c.quantization, f"unknown ({c.quantization})"),
+        gradient_checkpointing=c.gradient_checkpointing,
+        gpu_count=c.gpu_count or 1,
+    )
+
+
+def compute_pb(compute: dict[str, Any]) -> pb.ComputeOptions:
+    """A stored job's compute options as the proto."""
+    c = Compute(**compute)
+    return pb.ComputeOptions(
+        device={v: k for k, v in DEVICES.items()}.get(c.device, pb.COMPUTE_DEVICE_UNSPECIFIED),
+        precision={v: k for k, v in PRECISIONS.items()}[c.precision],
+        quantization={v: k for k, v in QUANTIZATIONS.items()}[c.quantization],
+        gradient_checkpointing=c.gradient_checkpointing,
+        gpu_count=c.gpu_count,
+    )
 
 
 def hyperparameters_from(h: pb.Hyperparameters, backend: str = "peft") -> Hyperparameters:
@@ -70,6 +102,7 @@ def hyperparameters_from(h: pb.Hyperparameters, backend: str = "peft") -> Hyperp
 def given_fields(request: pb.CreateJobRequest) -> list[str]:
     """The request's set field paths that only some backends can use."""
     paths = [f"hyperparameters.{f.name}" for f, _ in request.hyperparameters.ListFields()]
+    paths += [f"compute.{f.name}" for f, _ in request.compute.ListFields()]
     return paths + (["export_merged"] if request.export_merged else [])
 
 
@@ -101,6 +134,7 @@ def job_pb(job: JobRecord) -> pb.Job:
         error_message=job.error_message,
         adapter_path=job.adapter_path,
         fine_tuned_model=job.fine_tuned_model,
+        compute=compute_pb(spec.get("compute", {})) if job.backend == "peft" else None,
         created_at_unix_ms=int(job.created_at * 1000),
         updated_at_unix_ms=int(job.updated_at * 1000),
     )
@@ -145,6 +179,9 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             export_merged=request.export_merged,
             model_roots=[Path(r.strip()) for r in self.manager.settings.model_roots.split(",") if r.strip()],
             given_fields=given_fields(request),
+            compute=compute_from(request.compute, self.manager.settings.device)
+            if backend == "peft"
+            else None,
         )
         return pb.CreateJobResponse(job=job_pb(self.manager.create(spec, spec.backend)))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +37,18 @@ class TrainingSettings(ServiceSettings):
         default="",
         description="Comma-separated folders outside the data home whose model directories and .gguf files "
         "a job may name as base_model (<home>/models is always allowed).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where a PEFT job trains when its request leaves compute.device unset: auto (CUDA when "
+        "the worker sees a GPU, else the CPU), cpu or cuda (a job fails clearly on a node without a GPU).",
+    )
+    gpu_memory_fraction: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Share of a GPU's free memory a job may plan to use; a job whose memory estimate is "
+        "larger is refused before its model loads, with the setting that would make it fit.",
     )
     openai_base_url: str = Field(default="", description="OpenAI backend: API base URL (empty = OpenAI's).")
     openai_poll_interval_ms: int = Field(

@@ -16,6 +16,7 @@ from typing import Any
 from talklike.common.errors import InvalidArgument, quote
 from talklike.common.paths import check_path_text, refuse_directory, resolve_in_home
 from talklike.models.resolve import BUILTIN_SOURCES, HUB_ID
+from talklike.training.compute import Compute, require_bitsandbytes
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 BACKENDS = ("peft", "openai")
@@ -154,6 +155,7 @@ class JobSpec:
     adapter_name: str
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     export_merged: bool = False
+    compute: Compute = field(default_factory=Compute)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -164,7 +166,8 @@ class JobSpec:
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         hp = dict(data["hyperparameters"])
         hp["lora_target_modules"] = tuple(hp.get("lora_target_modules", ()))
-        return cls(**{**data, "hyperparameters": Hyperparameters(**hp)})
+        compute = Compute(**data.get("compute", {}))  # jobs stored before compute existed: the defaults
+        return cls(**{**data, "hyperparameters": Hyperparameters(**hp), "compute": compute})
 
 
 def relative(home: Path, path: Path) -> str:
@@ -221,6 +224,7 @@ def build_spec(
     export_merged: bool = False,
     model_roots: Sequence[Path] = (),
     given_fields: Iterable[str] = (),
+    compute: Compute | None = None,
 ) -> JobSpec:
     """Check a CreateJob request; paths become relative to the data home.
 
@@ -229,6 +233,14 @@ def build_spec(
     if backend not in BACKENDS:
         raise InvalidArgument("backend", f"must be one of {', '.join(BACKENDS)}")
     refuse_unusable_fields(backend, given_fields)
+    compute = (compute or Compute()).validate()
+    if compute.quantization == "nf4":
+        if export_merged:
+            raise InvalidArgument(
+                "export_merged",
+                "a 4-bit base cannot be merged losslessly; train without compute.quantization to merge",
+            )
+        require_bitsandbytes()
     dataset = resolve_in_home(home, dataset_path, "dataset_path")
     refuse_directory(dataset, dataset_path, "dataset_path")
     if not dataset.is_file():
@@ -260,4 +272,5 @@ def build_spec(
         adapter_name=adapter_name,
         hyperparameters=hyperparameters.validate(backend),
         export_merged=export_merged,
+        compute=compute,
     )

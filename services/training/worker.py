@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from talklike.common.errors import FailedPrecondition
 from talklike.training.data import JobError
 from talklike.training.store import FINISHED, JobStore
 
@@ -53,7 +54,9 @@ def notify_inference(adapter: str) -> str:
     return f"adapter {adapter} loaded into the inference service"
 
 
-def run(home: Path, job_id: str, notify: bool = False, check_disk: bool = False) -> int:
+def run(
+    home: Path, job_id: str, notify: bool = False, check_disk: bool = False, gpu_memory_fraction: float = 0.9
+) -> int:
     from talklike.training.disk import ensure_free
     from talklike.training.peft_trainer import PeftTrainer
     from talklike.training.spec import JobSpec
@@ -76,7 +79,7 @@ def run(home: Path, job_id: str, notify: bool = False, check_disk: bool = False)
 
     resumed = job.state == "running"
     store.set_state(job_id, "running", "resuming after a restart" if resumed else "training started")
-    trainer = PeftTrainer(spec, home, job_dir, emit, should_stop)
+    trainer = PeftTrainer(spec, home, job_dir, emit, should_stop, gpu_memory_fraction=gpu_memory_fraction)
     try:
 
         def ask_disk_agent(required_bytes: int) -> None:
@@ -104,6 +107,8 @@ def run(home: Path, job_id: str, notify: bool = False, check_disk: bool = False)
         )
     except JobError as exc:
         store.set_state(job_id, "failed", exc.message, error_code=exc.code, error_message=exc.message)
+    except FailedPrecondition as exc:  # no GPU, not enough GPU memory, bitsandbytes missing
+        store.set_state(job_id, "failed", str(exc), error_code="failed_precondition", error_message=str(exc))
     except Exception as exc:
         traceback.print_exc()
         store.set_state(
@@ -126,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check-disk", action="store_true", help="ask the disk agent for room before writing"
     )
+    parser.add_argument(
+        "--gpu-memory-fraction",
+        type=float,
+        default=0.9,
+        help="share of a GPU's free memory the job may plan to use",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     die_with_parent()
@@ -137,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         except BlockingIOError:
             print(f"job {args.job} is already being run by another worker", file=sys.stderr)
             return EXIT_LOCKED
-        return run(args.home.resolve(), args.job, args.notify_inference, args.check_disk)
+        return run(
+            args.home.resolve(), args.job, args.notify_inference, args.check_disk, args.gpu_memory_fraction
+        )
 
 
 if __name__ == "__main__":

@@ -24,43 +24,51 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atalklike/v1/training.proto\x12\x0btalklike.v1\"\xbf\x03\n\x0fHyperparameters\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\r\x12\x11\n\tmax_steps\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x1b\n\x13max_sequence_tokens\x18\x05 \x01(\r\x12\x0e\n\x06lora_r\x18\x06 \x01(\r\x12\x12\n\nlora_alpha\x18\x07 \x01(\x01\x12\x14\n\x0clora_dropout\x18\x08 \x01(\x01\x12\x1b\n\x13lora_target_modules\x18\t \x03(\t\x12\x0c\n\x04seed\x18\n \x01(\x04\x12\x1b\n\x13\x65val_interval_steps\x18\x0b \x01(\r\x12#\n\x1bgradient_accumulation_steps\x18\x0c \x01(\r\x12\x14\n\x0cwarmup_steps\x18\r \x01(\r\x12\x41\n\x16learning_rate_schedule\x18\x0e \x01(\x0e\x32!.talklike.v1.LearningRateSchedule\x12\x1f\n\x17\x65\x61rly_stopping_patience\x18\x0f \x01(\r\x12 \n\x18learning_rate_multiplier\x18\x10 \x01(\x01\"\xdb\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.talklike.v1.JobState\x12-\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x1c.talklike.v1.TrainingBackend\x12\x14\n\x0c\x64\x61taset_path\x18\x04 \x01(\t\x12\x1f\n\x17validation_dataset_path\x18\x05 \x01(\t\x12\x12\n\nbase_model\x18\x06 \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x07 \x01(\t\x12\x35\n\x0fhyperparameters\x18\x08 \x01(\x0b\x32\x1c.talklike.v1.Hyperparameters\x12\x0c\n\x04step\x18\t \x01(\r\x12\x13\n\x0btotal_steps\x18\n \x01(\r\x12\x12\n\ntrain_loss\x18\x0b \x01(\x01\x12\x11\n\teval_loss\x18\x0c \x01(\x01\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x15\n\rerror_message\x18\x0e \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_path\x18\x0f \x01(\t\x12\x18\n\x10\x66ine_tuned_model\x18\x10 \x01(\t\x12\x1a\n\x12\x63reated_at_unix_ms\x18\x11 \x01(\x03\x12\x1a\n\x12updated_at_unix_ms\x18\x12 \x01(\x03\"\xf0\x01\n\x10\x43reateJobRequest\x12\x14\n\x0c\x64\x61taset_path\x18\x01 \x01(\t\x12\x1f\n\x17validation_dataset_path\x18\x02 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x1c.talklike.v1.TrainingBackend\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x05 \x01(\t\x12\x35\n\x0fhyperparameters\x18\x06 \x01(\x0b\x32\x1c.talklike.v1.Hyperparameters\x12\x15\n\rexport_merged\x18\x07 \x01(\x08\"2\n\x11\x43reateJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.talklike.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.talklike.v1.Job\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"2\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.talklike.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.talklike.v1.Job\"(\n\x16StreamJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x9f\x02\n\x17StreamJobEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1a\n\x12\x63reated_at_unix_ms\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.talklike.v1.JobState\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0c\n\x04step\x18\x06 \x01(\r\x12\x13\n\x0btotal_steps\x18\x07 \x01(\r\x12\x12\n\ntrain_loss\x18\x08 \x01(\x01\x12\x11\n\teval_loss\x18\t \x01(\x01\x12\x17\n\x0f\x65val_perplexity\x18\n \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x0b \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x0c \x01(\x01*\xba\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aJOB_STATE_VALIDATING_FILES\x10\x01\x12\x14\n\x10JOB_STATE_QUEUED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06*k\n\x0fTrainingBackend\x12 \n\x1cTRAINING_BACKEND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRAINING_BACKEND_PEFT\x10\x01\x12\x1b\n\x17TRAINING_BACKEND_OPENAI\x10\x02*\xa9\x01\n\x14LearningRateSchedule\x12&\n\"LEARNING_RATE_SCHEDULE_UNSPECIFIED\x10\x00\x12!\n\x1dLEARNING_RATE_SCHEDULE_LINEAR\x10\x01\x12!\n\x1dLEARNING_RATE_SCHEDULE_COSINE\x10\x02\x12#\n\x1fLEARNING_RATE_SCHEDULE_CONSTANT\x10\x03\x32\x95\x03\n\x0fTrainingService\x12J\n\tCreateJob\x12\x1d.talklike.v1.CreateJobRequest\x1a\x1e.talklike.v1.CreateJobResponse\x12\x41\n\x06GetJob\x12\x1a.talklike.v1.GetJobRequest\x1a\x1b.talklike.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.talklike.v1.ListJobsRequest\x1a\x1d.talklike.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.talklike.v1.CancelJobRequest\x1a\x1e.talklike.v1.CancelJobResponse\x12^\n\x0fStreamJobEvents\x12#.talklike.v1.StreamJobEventsRequest\x1a$.talklike.v1.StreamJobEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atalklike/v1/training.proto\x12\x0btalklike.v1\"\xbf\x03\n\x0fHyperparameters\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\r\x12\x11\n\tmax_steps\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x1b\n\x13max_sequence_tokens\x18\x05 \x01(\r\x12\x0e\n\x06lora_r\x18\x06 \x01(\r\x12\x12\n\nlora_alpha\x18\x07 \x01(\x01\x12\x14\n\x0clora_dropout\x18\x08 \x01(\x01\x12\x1b\n\x13lora_target_modules\x18\t \x03(\t\x12\x0c\n\x04seed\x18\n \x01(\x04\x12\x1b\n\x13\x65val_interval_steps\x18\x0b \x01(\r\x12#\n\x1bgradient_accumulation_steps\x18\x0c \x01(\r\x12\x14\n\x0cwarmup_steps\x18\r \x01(\r\x12\x41\n\x16learning_rate_schedule\x18\x0e \x01(\x0e\x32!.talklike.v1.LearningRateSchedule\x12\x1f\n\x17\x65\x61rly_stopping_patience\x18\x0f \x01(\r\x12 \n\x18learning_rate_multiplier\x18\x10 \x01(\x01\"\xd9\x01\n\x0e\x43omputeOptions\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0e\x32\x1a.talklike.v1.ComputeDevice\x12\x30\n\tprecision\x18\x02 \x01(\x0e\x32\x1d.talklike.v1.ComputePrecision\x12\x36\n\x0cquantization\x18\x03 \x01(\x0e\x32 .talklike.v1.ComputeQuantization\x12\x1e\n\x16gradient_checkpointing\x18\x04 \x01(\x08\x12\x11\n\tgpu_count\x18\x05 \x01(\r\"\x89\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.talklike.v1.JobState\x12-\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x1c.talklike.v1.TrainingBackend\x12\x14\n\x0c\x64\x61taset_path\x18\x04 \x01(\t\x12\x1f\n\x17validation_dataset_path\x18\x05 \x01(\t\x12\x12\n\nbase_model\x18\x06 \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x07 \x01(\t\x12\x35\n\x0fhyperparameters\x18\x08 \x01(\x0b\x32\x1c.talklike.v1.Hyperparameters\x12\x0c\n\x04step\x18\t \x01(\r\x12\x13\n\x0btotal_steps\x18\n \x01(\r\x12\x12\n\ntrain_loss\x18\x0b \x01(\x01\x12\x11\n\teval_loss\x18\x0c \x01(\x01\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x15\n\rerror_message\x18\x0e \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_path\x18\x0f \x01(\t\x12\x18\n\x10\x66ine_tuned_model\x18\x10 \x01(\t\x12,\n\x07\x63ompute\x18\x13 \x01(\x0b\x32\x1b.talklike.v1.ComputeOptions\x12\x1a\n\x12\x63reated_at_unix_ms\x18\x11 \x01(\x03\x12\x1a\n\x12updated_at_unix_ms\x18\x12 \x01(\x03\"\x9e\x02\n\x10\x43reateJobRequest\x12\x14\n\x0c\x64\x61taset_path\x18\x01 \x01(\t\x12\x1f\n\x17validation_dataset_path\x18\x02 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x1c.talklike.v1.TrainingBackend\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x05 \x01(\t\x12\x35\n\x0fhyperparameters\x18\x06 \x01(\x0b\x32\x1c.talklike.v1.Hyperparameters\x12\x15\n\rexport_merged\x18\x07 \x01(\x08\x12,\n\x07\x63ompute\x18\x08 \x01(\x0b\x32\x1b.talklike.v1.ComputeOptions\"2\n\x11\x43reateJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.talklike.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.talklike.v1.Job\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"2\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.talklike.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.talklike.v1.Job\"(\n\x16StreamJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x9f\x02\n\x17StreamJobEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1a\n\x12\x63reated_at_unix_ms\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.talklike.v1.JobState\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0c\n\x04step\x18\x06 \x01(\r\x12\x13\n\x0btotal_steps\x18\x07 \x01(\r\x12\x12\n\ntrain_loss\x18\x08 \x01(\x01\x12\x11\n\teval_loss\x18\t \x01(\x01\x12\x17\n\x0f\x65val_perplexity\x18\n \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x0b \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x0c \x01(\x01*\xba\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aJOB_STATE_VALIDATING_FILES\x10\x01\x12\x14\n\x10JOB_STATE_QUEUED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06*k\n\x0fTrainingBackend\x12 \n\x1cTRAINING_BACKEND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRAINING_BACKEND_PEFT\x10\x01\x12\x1b\n\x17TRAINING_BACKEND_OPENAI\x10\x02*y\n\rComputeDevice\x12\x1e\n\x1a\x43OMPUTE_DEVICE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43OMPUTE_DEVICE_AUTO\x10\x01\x12\x16\n\x12\x43OMPUTE_DEVICE_CPU\x10\x02\x12\x17\n\x13\x43OMPUTE_DEVICE_CUDA\x10\x03*\x89\x01\n\x10\x43omputePrecision\x12!\n\x1d\x43OMPUTE_PRECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPUTE_PRECISION_FP32\x10\x01\x12\x1a\n\x16\x43OMPUTE_PRECISION_BF16\x10\x02\x12\x1a\n\x16\x43OMPUTE_PRECISION_FP16\x10\x03*Y\n\x13\x43omputeQuantization\x12$\n COMPUTE_QUANTIZATION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OMPUTE_QUANTIZATION_NF4\x10\x01*\xa9\x01\n\x14LearningRateSchedule\x12&\n\"LEARNING_RATE_SCHEDULE_UNSPECIFIED\x10\x00\x12!\n\x1dLEARNING_RATE_SCHEDULE_LINEAR\x10\x01\x12!\n\x1dLEARNING_RATE_SCHEDULE_COSINE\x10\x02\x12#\n\x1fLEARNING_RATE_SCHEDULE_CONSTANT\x10\x03\x32\x95\x03\n\x0fTrainingService\x12J\n\tCreateJob\x12\x1d.talklike.v1.CreateJobRequest\x1a\x1e.talklike.v1.CreateJobResponse\x12\x41\n\x06GetJob\x12\x1a.talklike.v1.GetJobRequest\x1a\x1b.talklike.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.talklike.v1.ListJobsRequest\x1a\x1d.talklike.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.talklike.v1.CancelJobRequest\x1a\x1e.talklike.v1.CancelJobResponse\x12^\n\x0fStreamJobEvents\x12#.talklike.v1.StreamJobEventsRequest\x1a$.talklike.v1.StreamJobEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'talklike.v1.training_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1855
-  _globals['_JOBSTATE']._serialized_end=2041
-  _globals['_TRAININGBACKEND']._serialized_start=2043
-  _globals['_TRAININGBACKEND']._serialized_end=2150
-  _globals['_LEARNINGRATESCHEDULE']._serialized_start=2153
-  _globals['_LEARNINGRATESCHEDULE']._serialized_end=2322
+  _globals['_JOBSTATE']._serialized_start=2167
+  _globals['_JOBSTATE']._serialized_end=2353
+  _globals['_TRAININGBACKEND']._serialized_start=2355
+  _globals['_TRAININGBACKEND']._serialized_end=2462
+  _globals['_COMPUTEDEVICE']._serialized_start=2464
+  _globals['_COMPUTEDEVICE']._serialized_end=2585
+  _globals['_COMPUTEPRECISION']._serialized_start=2588
+  _globals['_COMPUTEPRECISION']._serialized_end=2725
+  _globals['_COMPUTEQUANTIZATION']._serialized_start=2727
+  _globals['_COMPUTEQUANTIZATION']._serialized_end=2816
+  _globals['_LEARNINGRATESCHEDULE']._serialized_start=2819
+  _globals['_LEARNINGRATESCHEDULE']._serialized_end=2988
   _globals['_HYPERPARAMETERS']._serialized_start=44
   _globals['_HYPERPARAMETERS']._serialized_end=491
-  _globals['_JOB']._serialized_start=494
-  _globals['_JOB']._serialized_end=969
-  _globals['_CREATEJOBREQUEST']._serialized_start=972
-  _globals['_CREATEJOBREQUEST']._serialized_end=1212
-  _globals['_CREATEJOBRESPONSE']._serialized_start=1214
-  _globals['_CREATEJOBRESPONSE']._serialized_end=1264
-  _globals['_GETJOBREQUEST']._serialized_start=1266
-  _globals['_GETJOBREQUEST']._serialized_end=1297
-  _globals['_GETJOBRESPONSE']._serialized_start=1299
-  _globals['_GETJOBRESPONSE']._serialized_end=1346
-  _globals['_LISTJOBSREQUEST']._serialized_start=1348
-  _globals['_LISTJOBSREQUEST']._serialized_end=1380
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1382
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1432
-  _globals['_CANCELJOBREQUEST']._serialized_start=1434
-  _globals['_CANCELJOBREQUEST']._serialized_end=1468
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1470
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1520
-  _globals['_STREAMJOBEVENTSREQUEST']._serialized_start=1522
-  _globals['_STREAMJOBEVENTSREQUEST']._serialized_end=1562
-  _globals['_STREAMJOBEVENTSRESPONSE']._serialized_start=1565
-  _globals['_STREAMJOBEVENTSRESPONSE']._serialized_end=1852
-  _globals['_TRAININGSERVICE']._serialized_start=2325
-  _globals['_TRAININGSERVICE']._serialized_end=2730
+  _globals['_COMPUTEOPTIONS']._serialized_start=494
+  _globals['_COMPUTEOPTIONS']._serialized_end=711
+  _globals['_JOB']._serialized_start=714
+  _globals['_JOB']._serialized_end=1235
+  _globals['_CREATEJOBREQUEST']._serialized_start=1238
+  _globals['_CREATEJOBREQUEST']._serialized_end=1524
+  _globals['_CREATEJOBRESPONSE']._serialized_start=1526
+  _globals['_CREATEJOBRESPONSE']._serialized_end=1576
+  _globals['_GETJOBREQUEST']._serialized_start=1578
+  _globals['_GETJOBREQUEST']._serialized_end=1609
+  _globals['_GETJOBRESPONSE']._serialized_start=1611
+  _globals['_GETJOBRESPONSE']._serialized_end=1658
+  _globals['_LISTJOBSREQUEST']._serialized_start=1660
+  _globals['_LISTJOBSREQUEST']._serialized_end=1692
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1694
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1744
+  _globals['_CANCELJOBREQUEST']._serialized_start=1746
+  _globals['_CANCELJOBREQUEST']._serialized_end=1780
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1782
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1832
+  _globals['_STREAMJOBEVENTSREQUEST']._serialized_start=1834
+  _globals['_STREAMJOBEVENTSREQUEST']._serialized_end=1874
+  _globals['_STREAMJOBEVENTSRESPONSE']._serialized_start=1877
+  _globals['_STREAMJOBEVENTSRESPONSE']._serialized_end=2164
+  _globals['_TRAININGSERVICE']._serialized_start=2991
+  _globals['_TRAININGSERVICE']._serialized_end=3396
 # @@protoc_insertion_point(module_scope)

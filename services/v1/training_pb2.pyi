@@ -83,6 +83,92 @@ TRAINING_BACKEND_OPENAI: TrainingBackend.ValueType  # 2
 """OpenAI's fine-tuning API."""
 Global___TrainingBackend: _TypeAlias = TrainingBackend  # noqa: Y015
 
+class _ComputeDevice:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ComputeDeviceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ComputeDevice.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMPUTE_DEVICE_UNSPECIFIED: _ComputeDevice.ValueType  # 0
+    """The training service's setting (TALKLIKE_TRAINING_DEVICE, auto unless set)."""
+    COMPUTE_DEVICE_AUTO: _ComputeDevice.ValueType  # 1
+    """CUDA when the worker sees a GPU, else the CPU."""
+    COMPUTE_DEVICE_CPU: _ComputeDevice.ValueType  # 2
+    """The CPU (float32)."""
+    COMPUTE_DEVICE_CUDA: _ComputeDevice.ValueType  # 3
+    """A CUDA GPU; the job fails with a clear error when the worker sees none."""
+
+class ComputeDevice(_ComputeDevice, metaclass=_ComputeDeviceEnumTypeWrapper):
+    """The device a PEFT job trains on."""
+
+COMPUTE_DEVICE_UNSPECIFIED: ComputeDevice.ValueType  # 0
+"""The training service's setting (TALKLIKE_TRAINING_DEVICE, auto unless set)."""
+COMPUTE_DEVICE_AUTO: ComputeDevice.ValueType  # 1
+"""CUDA when the worker sees a GPU, else the CPU."""
+COMPUTE_DEVICE_CPU: ComputeDevice.ValueType  # 2
+"""The CPU (float32)."""
+COMPUTE_DEVICE_CUDA: ComputeDevice.ValueType  # 3
+"""A CUDA GPU; the job fails with a clear error when the worker sees none."""
+Global___ComputeDevice: _TypeAlias = ComputeDevice  # noqa: Y015
+
+class _ComputePrecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ComputePrecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ComputePrecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMPUTE_PRECISION_UNSPECIFIED: _ComputePrecision.ValueType  # 0
+    """Auto: on CUDA bf16 autocast where the GPU supports it, else fp16 autocast with a gradient
+    scaler; on the CPU fp32.
+    """
+    COMPUTE_PRECISION_FP32: _ComputePrecision.ValueType  # 1
+    """fp32 weights and arithmetic (the only precision on the CPU)."""
+    COMPUTE_PRECISION_BF16: _ComputePrecision.ValueType  # 2
+    """bf16 base weights and autocast; the LoRA weights and optimizer stay fp32 (CUDA with bf16 support)."""
+    COMPUTE_PRECISION_FP16: _ComputePrecision.ValueType  # 3
+    """fp16 base weights and autocast with a gradient scaler; LoRA weights and optimizer fp32 (CUDA)."""
+
+class ComputePrecision(_ComputePrecision, metaclass=_ComputePrecisionEnumTypeWrapper):
+    """The number format of training."""
+
+COMPUTE_PRECISION_UNSPECIFIED: ComputePrecision.ValueType  # 0
+"""Auto: on CUDA bf16 autocast where the GPU supports it, else fp16 autocast with a gradient
+scaler; on the CPU fp32.
+"""
+COMPUTE_PRECISION_FP32: ComputePrecision.ValueType  # 1
+"""fp32 weights and arithmetic (the only precision on the CPU)."""
+COMPUTE_PRECISION_BF16: ComputePrecision.ValueType  # 2
+"""bf16 base weights and autocast; the LoRA weights and optimizer stay fp32 (CUDA with bf16 support)."""
+COMPUTE_PRECISION_FP16: ComputePrecision.ValueType  # 3
+"""fp16 base weights and autocast with a gradient scaler; LoRA weights and optimizer fp32 (CUDA)."""
+Global___ComputePrecision: _TypeAlias = ComputePrecision  # noqa: Y015
+
+class _ComputeQuantization:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ComputeQuantizationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ComputeQuantization.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMPUTE_QUANTIZATION_UNSPECIFIED: _ComputeQuantization.ValueType  # 0
+    """Not quantized: the base weights at the training precision."""
+    COMPUTE_QUANTIZATION_NF4: _ComputeQuantization.ValueType  # 1
+    """4-bit NormalFloat with double quantization (QLoRA): bitsandbytes NF4, the LoRA weights at the
+    training precision on top. CUDA only; needs the bitsandbytes package (FAILED_PRECONDITION
+    naming it when it is missing); not with export_merged.
+    """
+
+class ComputeQuantization(_ComputeQuantization, metaclass=_ComputeQuantizationEnumTypeWrapper):
+    """How the frozen base model is stored."""
+
+COMPUTE_QUANTIZATION_UNSPECIFIED: ComputeQuantization.ValueType  # 0
+"""Not quantized: the base weights at the training precision."""
+COMPUTE_QUANTIZATION_NF4: ComputeQuantization.ValueType  # 1
+"""4-bit NormalFloat with double quantization (QLoRA): bitsandbytes NF4, the LoRA weights at the
+training precision on top. CUDA only; needs the bitsandbytes package (FAILED_PRECONDITION
+naming it when it is missing); not with export_merged.
+"""
+Global___ComputeQuantization: _TypeAlias = ComputeQuantization  # noqa: Y015
+
 class _LearningRateSchedule:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -213,6 +299,51 @@ class Hyperparameters(_message.Message):
 Global___Hyperparameters: _TypeAlias = Hyperparameters  # noqa: Y015
 
 @_typing.final
+class ComputeOptions(_message.Message):
+    """Where and how a PEFT job computes. OpenAI jobs refuse every field of it. Zero values mean the
+    defaults given per field.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_FIELD_NUMBER: _builtins.int
+    PRECISION_FIELD_NUMBER: _builtins.int
+    QUANTIZATION_FIELD_NUMBER: _builtins.int
+    GRADIENT_CHECKPOINTING_FIELD_NUMBER: _builtins.int
+    GPU_COUNT_FIELD_NUMBER: _builtins.int
+    device: Global___ComputeDevice.ValueType
+    """The device the worker trains on."""
+    precision: Global___ComputePrecision.ValueType
+    """The number format of the forward and backward passes."""
+    quantization: Global___ComputeQuantization.ValueType
+    """How the base model's weights are stored while training."""
+    gradient_checkpointing: _builtins.bool
+    """Keep only each layer's input during the forward pass and recompute the rest in the backward
+    pass: activation memory of about one layer instead of all, for about a third more compute.
+    """
+    gpu_count: _builtins.int
+    """GPUs on the worker's node for data-parallel training (CUDA only), 1 .. 16; 0 = 1. Each step's
+    examples are split across the GPUs, so steps, loss and checkpoints are the same as on one GPU
+    and a job resumes with any number of them.
+    """
+    def __init__(
+        self,
+        *,
+        device: Global___ComputeDevice.ValueType = ...,
+        precision: Global___ComputePrecision.ValueType = ...,
+        quantization: Global___ComputeQuantization.ValueType = ...,
+        gradient_checkpointing: _builtins.bool = ...,
+        gpu_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "gpu_count", b"gpu_count", "gradient_checkpointing", b"gradient_checkpointing", "precision", b"precision", "quantization", b"quantization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComputeOptions: _TypeAlias = ComputeOptions  # noqa: Y015
+
+@_typing.final
 class Job(_message.Message):
     """A fine-tuning job."""
 
@@ -234,6 +365,7 @@ class Job(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     ADAPTER_PATH_FIELD_NUMBER: _builtins.int
     FINE_TUNED_MODEL_FIELD_NUMBER: _builtins.int
+    COMPUTE_FIELD_NUMBER: _builtins.int
     CREATED_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
@@ -274,6 +406,12 @@ class Job(_message.Message):
     def hyperparameters(self) -> Global___Hyperparameters:
         """Settings, with defaults filled in (OpenAI: 0 = "auto"; the fields it cannot use stay 0)."""
 
+    @_builtins.property
+    def compute(self) -> Global___ComputeOptions:
+        """PEFT: where and how it computes, as requested with defaults filled in (the device and
+        precision the worker chose are in its log events).
+        """
+
     def __init__(
         self,
         *,
@@ -293,12 +431,13 @@ class Job(_message.Message):
         error_message: _builtins.str = ...,
         adapter_path: _builtins.str = ...,
         fine_tuned_model: _builtins.str = ...,
+        compute: Global___ComputeOptions | None = ...,
         created_at_unix_ms: _builtins.int = ...,
         updated_at_unix_ms: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["hyperparameters", b"hyperparameters"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compute", b"compute", "hyperparameters", b"hyperparameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_name", b"adapter_name", "adapter_path", b"adapter_path", "backend", b"backend", "base_model", b"base_model", "created_at_unix_ms", b"created_at_unix_ms", "dataset_path", b"dataset_path", "error_code", b"error_code", "error_message", b"error_message", "eval_loss", b"eval_loss", "fine_tuned_model", b"fine_tuned_model", "hyperparameters", b"hyperparameters", "id", b"id", "state", b"state", "step", b"step", "total_steps", b"total_steps", "train_loss", b"train_loss", "updated_at_unix_ms", b"updated_at_unix_ms", "validation_dataset_path", b"validation_dataset_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_name", b"adapter_name", "adapter_path", b"adapter_path", "backend", b"backend", "base_model", b"base_model", "compute", b"compute", "created_at_unix_ms", b"created_at_unix_ms", "dataset_path", b"dataset_path", "error_code", b"error_code", "error_message", b"error_message", "eval_loss", b"eval_loss", "fine_tuned_model", b"fine_tuned_model", "hyperparameters", b"hyperparameters", "id", b"id", "state", b"state", "step", b"step", "total_steps", b"total_steps", "train_loss", b"train_loss", "updated_at_unix_ms", b"updated_at_unix_ms", "validation_dataset_path", b"validation_dataset_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -317,6 +456,7 @@ class CreateJobRequest(_message.Message):
     ADAPTER_NAME_FIELD_NUMBER: _builtins.int
     HYPERPARAMETERS_FIELD_NUMBER: _builtins.int
     EXPORT_MERGED_FIELD_NUMBER: _builtins.int
+    COMPUTE_FIELD_NUMBER: _builtins.int
     dataset_path: _builtins.str
     """Training chat JSONL, relative to the data home (or absolute inside it)."""
     validation_dataset_path: _builtins.str
@@ -335,6 +475,14 @@ class CreateJobRequest(_message.Message):
     def hyperparameters(self) -> Global___Hyperparameters:
         """Training settings."""
 
+    @_builtins.property
+    def compute(self) -> Global___ComputeOptions:
+        """PEFT: device, precision, quantization, gradient checkpointing, GPUs. Before the model loads the
+        worker estimates the memory the job needs (weights, LoRA, optimizer state, activations at
+        batch_size × max_sequence_tokens) against the GPU's free memory, and fails the job with the
+        numbers and the setting that would make it fit when it would not.
+        """
+
     def __init__(
         self,
         *,
@@ -345,10 +493,11 @@ class CreateJobRequest(_message.Message):
         adapter_name: _builtins.str = ...,
         hyperparameters: Global___Hyperparameters | None = ...,
         export_merged: _builtins.bool = ...,
+        compute: Global___ComputeOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["hyperparameters", b"hyperparameters"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compute", b"compute", "hyperparameters", b"hyperparameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_name", b"adapter_name", "backend", b"backend", "base_model", b"base_model", "dataset_path", b"dataset_path", "export_merged", b"export_merged", "hyperparameters", b"hyperparameters", "validation_dataset_path", b"validation_dataset_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_name", b"adapter_name", "backend", b"backend", "base_model", b"base_model", "compute", b"compute", "dataset_path", b"dataset_path", "export_merged", b"export_merged", "hyperparameters", b"hyperparameters", "validation_dataset_path", b"validation_dataset_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

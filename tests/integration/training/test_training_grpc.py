@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -140,13 +141,57 @@ async def test_bad_requests_are_refused_with_the_field(persona_home: Path) -> No
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
-async def test_examples_without_assistant_tokens_fail_the_job(persona_home: Path) -> None:
-    bad = persona_home / "datasets" / "persona" / "no_answers.jsonl"
-    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "Otázka?"}]}) + "\n")
+def _has_cuda() -> bool:
+    torch = pytest.importorskip("torch")
+    return bool(torch.cuda.is_available())
+
+
+async def test_compute_options_are_checked_and_a_missing_gpu_fails_the_job(persona_home: Path) -> None:
+    """Contradictions are INVALID_ARGUMENT, 4-bit without bitsandbytes FAILED_PRECONDITION naming it,
+    and a CUDA job on a machine without a GPU fails before any weight loads."""
     settings = settings_for(persona_home)
     async with running_service(create_service(settings), settings) as srv:
         stub = pb_grpc.TrainingServiceStub(srv.channel())
-        request = job_request()
+        job = (await stub.CreateJob(job_request())).job
+        assert job.compute == pb.ComputeOptions(device=pb.COMPUTE_DEVICE_AUTO, gpu_count=1)
+        await stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
+
+        cpu_4bit = job_request()
+        cpu_4bit.compute.CopyFrom(
+            pb.ComputeOptions(device=pb.COMPUTE_DEVICE_CPU, quantization=pb.COMPUTE_QUANTIZATION_NF4)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.CreateJob(cpu_4bit)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (info.value.details() or "").startswith("compute.quantization: 4-bit quantization needs CUDA")
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            qlora = job_request()
+            qlora.compute.quantization = pb.COMPUTE_QUANTIZATION_NF4
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.CreateJob(qlora)
+            assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "bitsandbytes" in (info.value.details() or "")
+
+        if not _has_cuda():
+            on_gpu = job_request(max_steps=2)
+            on_gpu.compute.device = pb.COMPUTE_DEVICE_CUDA
+            job = (await stub.CreateJob(on_gpu)).job
+            failed = await wait_finished(stub, job.id, 120)
+            assert failed.state == pb.JOB_STATE_FAILED and failed.error_code == "failed_precondition"
+            assert "sees no CUDA device" in failed.error_message
+
+
+async def test_examples_without_assistant_tokens_fail_the_job(persona_home: Path) -> None:
+    # Valid lines (a line without an answer is refused earlier, numbered), but every answer is cut
+    # off by max_sequence_tokens: the computed mask is empty and must fail the job.
+    bad = persona_home / "datasets" / "persona" / "no_answers.jsonl"
+    long_question = {"role": "user", "content": "Otázka o inflaci a daních? " * 40}
+    bad.write_text(json.dumps({"messages": [long_question, {"role": "assistant", "content": "Ano."}]}) + "\n")
+    settings = settings_for(persona_home)
+    async with running_service(create_service(settings), settings) as srv:
+        stub = pb_grpc.TrainingServiceStub(srv.channel())
+        request = job_request(max_sequence_tokens=16)
         request.dataset_path = "datasets/persona/no_answers.jsonl"
         job = (await stub.CreateJob(request)).job
         failed = await wait_finished(stub, job.id, 120)
