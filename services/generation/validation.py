@@ -229,8 +229,9 @@ def canonical(messages: list[dict[str, Any]]) -> str:
     return json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def validate_lines(lines: Iterable[tuple[int, bytes]]) -> ValidationReport:
-    """Judge every line; exact duplicates of an earlier valid line are quarantined too."""
+def validate_lines(lines: Iterable[tuple[int, bytes]], *, dedupe: bool = True) -> ValidationReport:
+    """Judge every line; exact duplicates of an earlier valid line are quarantined too (unless not ``dedupe``:
+    training takes a repeated example as it is)."""
     report = ValidationReport()
     seen: dict[str, int] = {}
     for number, raw in lines:
@@ -244,7 +245,7 @@ def validate_lines(lines: Iterable[tuple[int, bytes]]) -> ValidationReport:
             problems = check_record(record)
         if not problems:
             key = canonical(record["messages"])
-            first = seen.get(key)
+            first = seen.get(key) if dedupe else None
             if first is not None:
                 problems = [("", f"exact duplicate of line {first}")]
             else:

@@ -56,14 +56,15 @@ NUMBERS_SHOWN = 1000
 
 
 def read_examples(path: Path) -> list[list[dict[str, str]]]:
-    """The ``messages`` of every line, judged by the same rules as the generation service's ValidateDataset.
+    """The ``messages`` of every line, judged by the same rules as the generation service's ValidateDataset
+    (a repeated example is kept: repeating is the trainer's business, not an error).
 
     A dataset with any bad line is refused, every bad line numbered (invalid UTF-8 included): a job
     must not quietly train on part of what it was given. To train on the good lines, run
     ``talklike validate`` on the file, which quarantines the bad ones under ``invalid/`` and writes
     ``valid.jsonl``, and train on that.
     """
-    report = validate_lines(iter_file_lines(path))
+    report = validate_lines(iter_file_lines(path), dedupe=False)
     if report.bad:
         problems = report.problems
         shown = "; ".join(
