@@ -6,6 +6,10 @@ writes the question's chat and the reference beside it), so the report can break
 down by style. A bad line is reported
 with its number, never skipped silently: an evaluation on fewer questions than the file has
 would not be the evaluation the user asked for.
+
+``freeform_items`` adds the pack's hand-written questions (freeform.yaml), which no template
+produced: the same chat shape as a held-out line (the pack's system prompt, then the question),
+no reference answer, tagged ``source="freeform"``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class HeldoutItem:
     reference: str
     style: str = ""
     topic: str = ""
+    #: "template" (a held-out line of the dataset) or "freeform" (the pack's freeform.yaml).
+    source: str = "template"
 
     @property
     def question(self) -> str:
@@ -63,3 +69,26 @@ def read_heldout(path: Path, limit: int = 0) -> list[HeldoutItem]:
     if not items:
         raise InvalidArgument("heldout", f"{path} has no questions")
     return items
+
+
+def freeform_items(pack_directory: Path, limit: int = 0) -> list[HeldoutItem]:
+    """The pack's free-form questions (the first ``limit`` when given) as evaluation items.
+
+    Each is asked as the dataset's held-out questions are: the pack's ``system_prompt`` as the
+    system message, the question as the user message (generation writes heldout.jsonl the same
+    way), so before/after prompts of both sources are comparable. An empty list when the pack
+    has no freeform.yaml; the pack's own validation errors (PackInvalid) when it is broken.
+    """
+    from talklike.generation.packs import load_pack_dir
+
+    pack = load_pack_dir(pack_directory)
+    questions = pack.freeform_questions[:limit] if limit else pack.freeform_questions
+    return [
+        HeldoutItem(
+            prompt=[{"role": "system", "content": pack.system_prompt}, {"role": "user", "content": q.text}],
+            reference="",
+            topic=q.topic,
+            source="freeform",
+        )
+        for q in questions
+    ]

@@ -1,7 +1,8 @@
 """The persona lexicon of a pack: what the benchmark counts as "talking like the persona".
 
 Catchphrases, every placeholder value, and the words the pack's language slips produce —
-the persona's own vocabulary. Read from the pack's files (format: services/generation/packs/README.md).
+the persona's own vocabulary — and the case forms of its topics (for topic relevance). Read
+from the pack's files (format: services/generation/packs/README.md).
 """
 
 from __future__ import annotations
@@ -38,5 +39,26 @@ def lexicon_for_pack(directory: Path) -> PersonaLexicon:
         replacement = re.sub(r"\\\d|\\g<\w+>", " ", str(slip.get("replace", "")))
         phrases.extend(p for p in re.split(r"[,.!?;:]", replacement) if p.strip())
     return PersonaLexicon.build(
-        str(persona.get("signature", "")), str(persona.get("language", "cs")), phrases
+        str(persona.get("signature", "")),
+        str(persona.get("language", "cs")),
+        phrases,
+        topic_forms(directory),
     )
+
+
+def topic_forms(directory: Path) -> dict[str, tuple[str, ...]]:
+    """Topic value → its declared case forms, from placeholders.yaml ``declensions:``.
+
+    The topic placeholder is persona.yaml's ``topic_placeholder`` (``tema`` when absent). A
+    pack without declensions gives each topic no forms: relevance then uses the nominative.
+    """
+    persona = _yaml(directory / "persona.yaml") or {}
+    placeholder = str(persona.get("topic_placeholder") or "tema")
+    declared = ((_yaml(directory / "placeholders.yaml") or {}).get("declensions") or {}).get(
+        placeholder
+    ) or {}
+    return {
+        str(value): tuple(str(form) for form in (cases or {}).values())
+        for value, cases in declared.items()
+        if isinstance(cases, dict)
+    }

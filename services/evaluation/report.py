@@ -18,23 +18,46 @@ from pathlib import Path
 from typing import Any
 
 from talklike.common.paths import atomic_write_bytes, atomic_write_text, atomic_writer
+from talklike.evaluation.metrics import ALPHA, BY_KEY, METRICS, RATE, Metric
 from talklike.evaluation.results import EvalResult, EvalRow, per_style
+from talklike.evaluation.scoring import AnswerScores
 
 BEFORE_COLOR = "#8a94a6"
 AFTER_COLOR = "#d1495b"
 
+
+def _flag(value: bool) -> int:
+    return int(value)
+
+
 #: Column name → how to read it from a row; one list serves the CSV, the sheet and the HTML table.
 COLUMNS: list[tuple[str, Callable[[EvalRow], Any]]] = [
     ("#", lambda r: r.index),
+    ("source", lambda r: r.source),
     ("style", lambda r: r.style),
     ("topic", lambda r: r.topic),
     ("question", lambda r: r.question),
     ("answer_before", lambda r: r.before),
     ("answer_after", lambda r: r.after),
-    ("signature_before", lambda r: int(r.before_scores.has_signature)),
-    ("signature_after", lambda r: int(r.after_scores.has_signature)),
+    ("signature_before", lambda r: _flag(r.before_scores.has_signature)),
+    ("signature_after", lambda r: _flag(r.after_scores.has_signature)),
     ("markers_before", lambda r: r.before_scores.marker_count),
     ("markers_after", lambda r: r.after_scores.marker_count),
+    ("real_words_before", lambda r: r.before_scores.real_word_share),
+    ("real_words_after", lambda r: r.after_scores.real_word_share),
+    ("not_language_before", lambda r: _flag(r.before_scores.not_language)),
+    ("not_language_after", lambda r: _flag(r.after_scores.not_language)),
+    ("unknown_words_before", lambda r: ", ".join(r.before_scores.unknown_words)),
+    ("unknown_words_after", lambda r: ", ".join(r.after_scores.unknown_words)),
+    ("loop_before", lambda r: _flag(r.before_scores.loop)),
+    ("loop_after", lambda r: _flag(r.after_scores.loop)),
+    ("loop_why_before", lambda r: r.before_scores.loop_reason),
+    ("loop_why_after", lambda r: r.after_scores.loop_reason),
+    ("relevant_before", lambda r: _flag(r.before_scores.relevant)),
+    ("relevant_after", lambda r: _flag(r.after_scores.relevant)),
+    ("relevant_why_after", lambda r: r.after_scores.relevance_reason),
+    ("opening_before", lambda r: r.before_scores.opening),
+    ("opening_after", lambda r: r.after_scores.opening),
     ("language_share_before", lambda r: r.before_scores.language_share),
     ("language_share_after", lambda r: r.after_scores.language_share),
     ("words_before", lambda r: r.before_scores.words),
@@ -44,18 +67,14 @@ COLUMNS: list[tuple[str, Callable[[EvalRow], Any]]] = [
     ("reference_answer", lambda r: r.reference),
 ]
 
-SUMMARY_METRICS: list[tuple[str, str]] = [
-    ("signature_rate", "signature rate"),
-    ("marker_rate", "persona marker rate"),
-    ("markers_per_answer", "markers per answer"),
-    ("language_rate", "answers in the persona's language"),
-    ("mean_language_share", "mean language share"),
-    ("mean_words", "mean length (words)"),
-    ("distinct_1", "distinct-1"),
-    ("distinct_2", "distinct-2"),
-]
-#: Shown as percentages on the page (the spreadsheet keeps the plain numbers for formulas).
-SHARES = {"signature rate", "persona marker rate", "answers in the persona's language", "mean language share"}
+#: The blocks of summary.json's "metrics", as the page and the sheet name them.
+BLOCK_TITLES = {"template": "template-held-out", "freeform": "free-form", "overall": "all questions"}
+
+
+def blocks_shown(result: EvalResult) -> list[str]:
+    """The metric blocks to show, side by side: each source, then "overall" when there are several."""
+    sources = result.sources
+    return [*sources, "overall"] if len(sources) > 1 else sources or ["overall"]
 
 
 def write_report(result: EvalResult, out_dir: Path) -> dict[str, Path]:
@@ -83,21 +102,54 @@ def write_csv(result: EvalResult, path: Path) -> None:
             writer.writerow([get(row) for _, get in COLUMNS])
 
 
-def summary_rows(result: EvalResult) -> list[tuple[str, Any, Any]]:
-    """(metric, before, after) rows shared by the summary sheet and the HTML page."""
-    rows: list[tuple[str, Any, Any]] = [
-        (label, round(getattr(result.before, key), 4), round(getattr(result.after, key), 4))
-        for key, label in SUMMARY_METRICS
-    ]
-    if result.perplexity_before is not None and result.perplexity_after is not None:
-        rows.append(
-            ("held-out perplexity", _round(result.perplexity_before), _round(result.perplexity_after))
-        )
+def _round(value: float) -> float | str:
+    return "inf" if math.isinf(value) else round(value, 3)
+
+
+def summary_rows(result: EvalResult) -> list[list[Any]]:
+    """The summary sheet's rows: per block and metric, both sides with intervals, the test and p-value."""
+    rows: list[list[Any]] = []
+    for block_name in blocks_shown(result):
+        block = result.metrics[block_name]
+        for metric in METRICS:
+            entry = block[metric.key]
+            b, a = entry["before"], entry["after"]
+            note = (
+                f"before: “{b.get('opening', '')}” · after: “{a.get('opening', '')}”"
+                if "opening" in a
+                else ""
+            )
+            rows.append(
+                [
+                    metric.label,
+                    BLOCK_TITLES.get(block_name, block_name),
+                    b["value"],
+                    *(b["ci"] or [None, None]),
+                    a["value"],
+                    *(a["ci"] or [None, None]),
+                    entry["test"],
+                    entry["p_value"],
+                    metric.better,
+                    note,
+                ]
+            )
     return rows
 
 
-def _round(value: float) -> float | str:
-    return "inf" if math.isinf(value) else round(value, 3)
+SUMMARY_HEADER = [
+    "metric",
+    "questions",
+    "before (base model)",
+    "before 95% low",
+    "before 95% high",
+    "after (adapter)",
+    "after 95% low",
+    "after 95% high",
+    "paired test",
+    "p-value",
+    "better",
+    "note",
+]
 
 
 def write_xlsx(result: EvalResult, path: Path) -> None:
@@ -131,11 +183,11 @@ def write_xlsx(result: EvalResult, path: Path) -> None:
     sheet.freeze_panes = "A2"
 
     summary = book.create_sheet("summary")
-    summary.append(["metric", "before (base model)", "after (adapter)"])
+    summary.append(SUMMARY_HEADER)
     for cell in summary[1]:
         cell.font = Font(bold=True)
-    for metric, before, after in summary_rows(result):
-        summary.append([metric, before, after])
+    for values in summary_rows(result):
+        summary.append([safe(value) for value in values])
     summary.append([])
     for key, value in (
         ("run", result.run),
@@ -147,9 +199,10 @@ def write_xlsx(result: EvalResult, path: Path) -> None:
         summary.append([key, value])
     if result.judge:
         summary.append(["judge", json.dumps(result.judge, ensure_ascii=False)])
-    summary.column_dimensions["A"].width = 36
-    summary.column_dimensions["B"].width = 22
-    summary.column_dimensions["C"].width = 22
+    summary.column_dimensions["A"].width = 24
+    for col in range(2, len(SUMMARY_HEADER) + 1):
+        summary.column_dimensions[get_column_letter(col)].width = 16
+    summary.column_dimensions[get_column_letter(len(SUMMARY_HEADER))].width = 50
     buffer = io.BytesIO()
     book.save(buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -186,30 +239,36 @@ def charts(result: EvalResult) -> dict[str, str]:
         plt.close(fig)
         images[name] = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
-    keys = ["signature_rate", "marker_rate", "language_rate", "distinct_2"]
-    labels = ["signature", "persona markers", "in language", "distinct-2"]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    xs = range(len(keys))
-    ax.bar(
-        [x - 0.2 for x in xs],
-        [getattr(result.before, k) for k in keys],
-        0.4,
-        label="before",
-        color=BEFORE_COLOR,
-    )
-    ax.bar(
-        [x + 0.2 for x in xs], [getattr(result.after, k) for k in keys], 0.4, label="after", color=AFTER_COLOR
-    )
-    ax.set_xticks(list(xs), labels)
+    overall = result.metrics["overall"]
+    rates = [m for m in METRICS if m.kind == RATE]
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    xs = range(len(rates))
+    for side, offset, color in (("before", -0.2, BEFORE_COLOR), ("after", 0.2, AFTER_COLOR)):
+        values = [overall[m.key][side]["value"] for m in rates]
+        intervals = [overall[m.key][side]["ci"] for m in rates]
+        ax.bar(
+            [x + offset for x in xs],
+            values,
+            0.4,
+            yerr=[
+                [v - ci[0] for v, ci in zip(values, intervals, strict=True)],
+                [ci[1] - v for v, ci in zip(values, intervals, strict=True)],
+            ],
+            capsize=3,
+            label=side,
+            color=color,
+            error_kw={"elinewidth": 1, "ecolor": "#1d2330"},
+        )
+    ax.set_xticks(list(xs), [m.label for m in rates], rotation=12)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of answers")
-    ax.set_title("Before vs after fine-tuning")
+    ax.set_title("Before vs after fine-tuning (bars: 95% Wilson intervals)")
     ax.legend()
     save("overview", fig)
 
     distributions = [
         ("persona markers per answer", lambda s: s.marker_count, False),
-        ("language share per answer", lambda s: s.language_share, True),
+        ("real-word share per answer", lambda s: s.real_word_share, True),
         ("answer length (words)", lambda s: s.words, False),
     ]
     fig, axes = plt.subplots(1, len(distributions), figsize=(11, 3.2))
@@ -257,96 +316,200 @@ def charts(result: EvalResult) -> dict[str, str]:
 
 
 PAGE_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2rem auto;max-width:1280px;
 color:#1d2330;padding:0 1rem;line-height:1.45}
 h1{margin-bottom:.2rem} .meta{color:#5b6475;margin-top:0}
 .cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1.2rem 0}
 .card{border:1px solid #e1e4ea;border-radius:8px;padding:.8rem 1rem;min-width:170px}
 .card b{display:block;font-size:.85rem;color:#5b6475;font-weight:600}
-.card span{font-size:1.35rem}.up{color:#1f8a4c}.down{color:#b3261e}
+.card span{font-size:1.35rem}.card small{display:block;color:#5b6475;font-size:.75rem}
+.up{color:#1f8a4c}.down{color:#b3261e}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border-bottom:1px solid #e1e4ea;padding:.4rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f4f7;position:sticky;top:0}
 td.answer{max-width:360px} .sig{font-weight:600} .muted{color:#8a94a6}
+td small,.ci{display:block;color:#5b6475;font-size:.75rem;white-space:nowrap}
+.p.significant{font-weight:700}
+th.group{text-align:center;border-left:2px solid #c9ced8} td.first{border-left:2px solid #c9ced8}
+td.answer.loop,td.answer.notlang{background:#fdf1f2}
+.badge{display:inline-block;border-radius:4px;padding:0 .35rem;margin:.15rem .25rem 0 0;font-size:.72rem;
+font-weight:600;color:#fff;background:#b3261e}
+.badge.offtopic{background:#a86b00}
+dl.metrics dt{font-weight:600;margin-top:.5rem} dl.metrics dd{margin-left:1rem;color:#3a4150}
 img{max-width:100%;margin:.5rem 0}
 """
 
 
-METHOD = """<p class="meta"><b>How to read it.</b> Both models answer the same held-out questions with
-the same sampling and seed. <i>Signature rate</i>: answers whose last words are the signature.
-<i>Persona marker rate</i>: answers with at least one phrase of the pack's lexicon (catchphrases,
-placeholder vocabularies, the words its slips produce), accents and case aside; a phrase the
-question already contains does not count. <i>Language share</i>: the share of words that look like
-the persona's language. <i>Distinct-n</i>: unique n-grams over all answers (low = repetitive).
-<i>Held-out perplexity</i>: of the reference persona answers, from the Score RPC, lower is better.</p>"""
+METHOD = f"""<p class="meta"><b>How to read it.</b> Both models answer the same questions with the same
+sampling and seed: the dataset's template-held-out questions (worded by question templates that no
+training example used, each with the persona's reference answer) and the pack's free-form questions
+(written by hand like a journalist's, no template produced them, no reference answer). Every value comes
+with its 95&nbsp;% interval in brackets: Wilson score intervals for shares of answers, bootstrap intervals
+(2,000 resamples of the questions, fixed seed) for means and perplexity. The p-value is a paired test of
+before vs after on the same questions: exact McNemar for shares (only questions whose verdict changed
+count), the sign test for per-question numbers (questions that got better vs worse). Below
+{ALPHA:g} (shown in bold) the difference is unlikely to be chance; above it, the benchmark cannot tell
+the two models apart on that metric, whatever the numbers say.</p>"""
 
 
-def shown(metric: str, value: Any) -> str:
-    """A summary value for people: shares in percent, other numbers to two decimals."""
-    if isinstance(value, str):
-        return html.escape(value)
-    return f"{value:.0%}" if metric in SHARES else f"{value:,.2f}"
+def explanations() -> str:
+    """Every metric explained in plain words, from the same table that computes them."""
+    items = "".join(
+        f"<dt>{html.escape(m.label)}{f' ({m.better} is better)' if m.better else ''}</dt>"
+        f"<dd>{html.escape(m.explanation)}</dd>"
+        for m in METRICS
+    )
+    return f'<dl class="metrics">{items}</dl>'
+
+
+def shown(metric: Metric, value: float | None) -> str:
+    """A value for people: shares in percent, other numbers to two decimals, "–" for none."""
+    if value is None:
+        return "–"
+    return f"{value:.0%}" if metric.percent else f"{value:,.2f}"
+
+
+def with_interval(metric: Metric, side: dict[str, Any]) -> str:
+    """ "43% [32–55%]" as HTML: the value, and its interval below it in small print."""
+    value = shown(metric, side["value"])
+    if "opening" in side:
+        value += f" <small>“{html.escape(side['opening'])}”</small>"
+    ci = side.get("ci")
+    if not ci:
+        return value
+    low, high = shown(metric, ci[0]), shown(metric, ci[1])
+    return f'{value}<span class="ci">[{low} – {high}]</span>'
+
+
+def p_cell(p_value: float | None) -> str:
+    if p_value is None:
+        return '<span class="muted">–</span>'
+    cls = "p significant" if p_value < ALPHA else "p"
+    return f'<span class="{cls}">{"&lt; 0.001" if p_value < 0.001 else f"{p_value:.3f}"}</span>'
+
+
+def summary_table(result: EvalResult) -> str:
+    """Metrics down, question sets across (each: before, after, p-value)."""
+    names = blocks_shown(result)
+    groups = "".join(
+        f'<th class="group" colspan="3">{html.escape(BLOCK_TITLES.get(n, n))} '
+        f"({result.metrics[n]['questions']} questions)</th>"
+        for n in names
+    )
+    columns = "<th>before</th><th>after</th><th>p</th>" * len(names)
+    body = []
+    for metric in METRICS:
+        cells = []
+        for name in names:
+            entry = result.metrics[name][metric.key]
+            cells.append(
+                f'<td class="first">{with_interval(metric, entry["before"])}</td>'
+                f"<td>{with_interval(metric, entry['after'])}</td><td>{p_cell(entry['p_value'])}</td>"
+            )
+        body.append(f"<tr><td>{html.escape(metric.label)}</td>{''.join(cells)}</tr>")
+    return (
+        f'<table id="summary"><thead><tr><th rowspan="2">metric</th>{groups}</tr><tr>{columns}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def card(metric: Metric, entry: dict[str, Any]) -> str:
+    """A headline card: before → after, the after interval and the p-value."""
+    before, after = entry["before"]["value"], entry["after"]["value"]
+    cls = ""
+    if before is not None and after is not None and metric.better and after != before:
+        cls = "up" if (after > before) == (metric.better == "higher") else "down"
+    ci = entry["after"].get("ci")
+    interval = f"after: [{shown(metric, ci[0])} – {shown(metric, ci[1])}] · " if ci else ""
+    p = entry["p_value"]
+    return (
+        f'<div class="card"><b>{html.escape(metric.label)}</b><span>{shown(metric, before)} → '
+        f'<span class="{cls}">{shown(metric, after)}</span></span>'
+        f"<small>{interval}p = {p_cell(p)}</small></div>"
+    )
+
+
+def badges(scores: AnswerScores) -> str:
+    """What a reader should notice about an answer: it loops, is not the language, or is off topic."""
+    out = []
+    if scores.loop:
+        out.append(f'<span class="badge loop" title="{html.escape(scores.loop_reason)}">loop</span>')
+    if scores.not_language:
+        unknown = ", ".join(scores.unknown_words[:12])
+        out.append(
+            f'<span class="badge notlang" title="real words {scores.real_word_share:.0%}; not real: '
+            f'{html.escape(unknown)}">not the language</span>'
+        )
+    if not scores.relevant:
+        out.append('<span class="badge offtopic">off topic</span>')
+    return "".join(out)
+
+
+def answer_cell(text: str, scores: AnswerScores) -> str:
+    classes = " ".join(
+        ["answer", *(["loop"] if scores.loop else []), *(["notlang"] if scores.not_language else [])]
+    )
+    return f'<td class="{classes}">{html.escape(text)}<br>{badges(scores)}</td>'
 
 
 def render_html(result: EvalResult) -> str:
     """A self-contained page: headline cards, charts, the summary table and every answer."""
     esc = html.escape
     images = charts(result)
-    cards = []
-    for key, label in (("signature_rate", "signature rate"), ("marker_rate", "persona marker rate")):
-        before, after = getattr(result.before, key), getattr(result.after, key)
-        cls = "up" if after > before else "down" if after < before else ""
-        cards.append(
-            f'<div class="card"><b>{esc(label)}</b><span>{before:.0%} → <span class="{cls}">{after:.0%}</span>'
-            "</span></div>"
-        )
-    if result.perplexity_before is not None and result.perplexity_after is not None:
-        cls = "up" if result.perplexity_after < result.perplexity_before else "down"
-        cards.append(
-            f'<div class="card"><b>held-out perplexity (lower is better)</b><span>{_round(result.perplexity_before)}'
-            f' → <span class="{cls}">{_round(result.perplexity_after)}</span></span></div>'
-        )
+    overall = result.metrics["overall"]
+    headline = (
+        "signature_rate",
+        "marker_rate",
+        "not_language_rate",
+        "loop_rate",
+        "relevance_rate",
+        "perplexity",
+    )
+    cards = [
+        card(BY_KEY[key], overall[key]) for key in headline if overall[key]["before"]["value"] is not None
+    ]
     if result.judge:
         cards.append(
             f'<div class="card"><b>judge prefers the adapter</b><span>{result.judge.get("after_win_rate", 0):.0%}'
-            "</span></div>"
+            f"</span><small>p = {p_cell(result.judge.get('p_value'))}</small></div>"
         )
-    summary = "".join(
-        f"<tr><td>{esc(metric)}</td><td>{shown(metric, before)}</td><td>{shown(metric, after)}</td></tr>"
-        for metric, before, after in summary_rows(result)
-    )
     rows = []
     for row in result.rows:
         b, a = row.before_scores, row.after_scores
         rows.append(
             "<tr>"
-            f"<td>{row.index}</td><td>{esc(row.style)}</td><td>{esc(row.question)}</td>"
-            f'<td class="answer">{esc(row.before)}</td><td class="answer">{esc(row.after)}</td>'
+            f"<td>{row.index}</td><td>{esc(row.source)}</td><td>{esc(row.style)}</td><td>{esc(row.question)}</td>"
+            f"{answer_cell(row.before, b)}{answer_cell(row.after, a)}"
             f'<td class="sig">{"✓" if b.has_signature else "✗"} → {"✓" if a.has_signature else "✗"}</td>'
             f"<td>{b.marker_count} → {a.marker_count}</td>"
-            f"<td>{b.language_share:.2f} → {a.language_share:.2f}</td>"
+            f"<td>{b.real_word_share:.2f} → {a.real_word_share:.2f}</td>"
             f"<td>{b.words} → {a.words}</td><td>{esc(row.judge) or '<span class=muted>–</span>'}</td>"
             "</tr>"
         )
     chart_html = "".join(f'<img alt="{esc(name)} chart" src="{uri}">' for name, uri in images.items())
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
+    counts = " + ".join(
+        f"{sum(r.source == s for r in result.rows)} {BLOCK_TITLES.get(s, s)}" for s in result.sources
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>talklike report — {esc(result.run)}</title>
 <style>{PAGE_CSS}</style></head><body>
 <h1>Before vs after: {esc(result.adapter)}</h1>
-<p class="meta">run {esc(result.run)} · base model {esc(result.base_model)} · {len(result.rows)} held-out questions ·
+<p class="meta">run {esc(result.run)} · base model {esc(result.base_model)} · {len(result.rows)} questions ({esc(counts)}) ·
 language {esc(result.language)} · signature “{esc(result.signature)}” · {esc(result.created_at)}</p>
 <div class="cards">{"".join(cards)}</div>
 <h2>Charts</h2>{chart_html}
 <h2>Summary</h2>
-<table id="summary"><thead><tr><th>metric</th><th>before (base model)</th><th>after (adapter)</th></tr></thead>
-<tbody>{summary}</tbody></table>
+{summary_table(result)}
 <p class="meta">Sampling: {esc(json.dumps(result.sampling, ensure_ascii=False))}</p>
 {METHOD}
+<h3>The metrics</h3>
+{explanations()}
 {f"<ul>{notes}</ul>" if notes else ""}
 <h2>Every answer</h2>
-<table id="results"><thead><tr><th>#</th><th>style</th><th>question</th><th>before</th><th>after</th>
-<th>signature</th><th>markers</th><th>language</th><th>words</th><th>judge</th></tr></thead>
+<p class="meta">Answers that loop or are not the language are shaded and badged; hover a badge for the evidence.</p>
+<table id="results"><thead><tr><th>#</th><th>source</th><th>style</th><th>question</th><th>before</th><th>after</th>
+<th>signature</th><th>markers</th><th>real words</th><th>words</th><th>judge</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 </body></html>
 """

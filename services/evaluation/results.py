@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from talklike.evaluation.metrics import Side, metric_block
 from talklike.evaluation.scoring import AnswerScores, SideSummary
+
+#: Where a question comes from: the dataset's held-out templates, or the pack's freeform.yaml.
+SOURCES = ("template", "freeform")
 
 
 @dataclass
@@ -24,6 +29,11 @@ class EvalRow:
     after_scores: AnswerScores
     #: Pairwise judge verdict: "after", "before", "tie", or "" when no judge ran.
     judge: str = ""
+    #: "template" (heldout.jsonl) or "freeform" (the pack's freeform.yaml).
+    source: str = "template"
+    #: (total log-prob, token count) of the reference answer under each model; None without a reference.
+    scored_before: tuple[float, int] | None = None
+    scored_after: tuple[float, int] | None = None
 
 
 @dataclass
@@ -46,6 +56,11 @@ class EvalResult:
     wall_time_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
+    @functools.cached_property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Every metric with intervals and paired tests: "overall" and one block per source present."""
+        return source_blocks(self.rows)
+
     def summary_dict(self) -> dict[str, Any]:
         """What ``summary.json`` holds: everything but the rows."""
         return {
@@ -63,8 +78,44 @@ class EvalResult:
             "perplexity": {"before": self.perplexity_before, "after": self.perplexity_after},
             "judge": self.judge,
             "per_style": per_style(self.rows),
+            "sources": {source: sum(r.source == source for r in self.rows) for source in self.sources},
+            "metrics": self.metrics,
             "notes": self.notes,
         }
+
+    @property
+    def sources(self) -> list[str]:
+        return sources_of(self.rows)
+
+
+def sources_of(rows: list[EvalRow]) -> list[str]:
+    """The question sources present in ``rows``, in the order of ``SOURCES``."""
+    present = {r.source for r in rows}
+    return [s for s in SOURCES if s in present] + sorted(present - set(SOURCES))
+
+
+def sides(rows: list[EvalRow]) -> tuple[Side, Side]:
+    """The before and after sides of ``rows`` as the metrics read them."""
+    with_reference = [r for r in rows if r.scored_before is not None and r.scored_after is not None]
+    before = Side(
+        [r.before for r in rows],
+        [r.before_scores for r in rows],
+        [r.scored_before for r in with_reference if r.scored_before is not None],
+    )
+    after = Side(
+        [r.after for r in rows],
+        [r.after_scores for r in rows],
+        [r.scored_after for r in with_reference if r.scored_after is not None],
+    )
+    return before, after
+
+
+def source_blocks(rows: list[EvalRow]) -> dict[str, dict[str, Any]]:
+    """``{"overall": block, "template": block, "freeform": block}`` for the sources present."""
+    blocks = {"overall": metric_block(*sides(rows))}
+    for source in sources_of(rows):
+        blocks[source] = metric_block(*sides([r for r in rows if r.source == source]))
+    return blocks
 
 
 def per_style(rows: list[EvalRow]) -> dict[str, dict[str, float]]:

@@ -1,24 +1,27 @@
 """Run the before/after benchmark through the inference service and write the report.
 
-Every held-out question is answered by the base model and by the adapter with the same
-sampling and seed; requests are sent concurrently so the inference service batches them.
-Perplexity of the reference answers comes from the Score RPC under both.
+Every question (template-held-out and the pack's free-form ones alike) is answered by the
+base model and by the adapter with the same sampling and seed; requests are sent
+``EvalSettings.concurrency`` at a time (0: all questions of a side at once) so the inference
+service batches them. Perplexity of the reference answers (template questions have one) comes
+from the Score RPC under both, kept per question for the bootstrap interval and the sign test.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from talklike.common.errors import InvalidArgument
 from talklike.evaluation.heldout import HeldoutItem
 from talklike.evaluation.judge import PairwiseJudge
 from talklike.evaluation.report import write_report
 from talklike.evaluation.results import EvalResult, EvalRow
 from talklike.evaluation.scoring import AnswerScorer, PersonaLexicon, summarize
+from talklike.evaluation.stats import binomial_two_sided, pooled_perplexity, rounded_p, wilson
 from talklike.inference.client import InferenceClient, sampling
 
 
@@ -30,7 +33,13 @@ class EvalSettings:
     temperature: float = 0.0
     seed: int = 7
     repetition_penalty: float = 1.1
+    #: Requests in flight at once; 0 sends every question of a side at once (the service batches them).
     concurrency: int = 8
+
+
+def eval_calls(items: list[HeldoutItem]) -> int:
+    """How many calls ``run_eval`` reports through ``advance``: two answers per question, two scores per reference."""
+    return 2 * len(items) + 2 * sum(1 for i in items if i.reference)
 
 
 def run_eval(
@@ -44,8 +53,15 @@ def run_eval(
     judge: PairwiseJudge | None = None,
     advance: Callable[[int], None] = lambda n: None,
 ) -> tuple[EvalResult, dict[str, Path]]:
-    """Answers, scores, perplexity and the report files; ``advance`` is told of each finished call."""
+    """Answers, scores, perplexity and the report files; ``advance`` is told of each finished call.
+
+    ``items`` may mix sources (``HeldoutItem.source``: read_heldout's "template" items and
+    freeform_items' "freeform" ones); the report shows each source and both together.
+    """
+    if settings.concurrency < 0:
+        raise InvalidArgument("concurrency", f"must be 0 (all at once) or more, got {settings.concurrency}")
     started = time.perf_counter()
+    scorer = AnswerScorer(lexicon)  # first: a language without a word list fails before any call
     params = sampling(
         settings.max_new_tokens,
         settings.temperature,
@@ -66,42 +82,49 @@ def run_eval(
         advance(1)
         return reply.total_logprob, reply.token_count
 
-    with ThreadPoolExecutor(settings.concurrency) as pool:
+    referenced = [n for n, item in enumerate(items) if item.reference]
+    with ThreadPoolExecutor(settings.concurrency or max(1, len(items))) as pool:
         before = list(pool.map(answer, [(i, "") for i in items]))
         after = list(pool.map(answer, [(i, adapter) for i in items]))
-        with_reference = [i for i in items if i.reference]
-        ppl: dict[str, float | None] = {"": None, adapter: None}
-        for which in ("", adapter):
-            scored = list(pool.map(score, [(i, which) for i in with_reference]))
-            tokens = sum(n for _, n in scored)
-            ppl[which] = math.exp(-sum(lp for lp, _ in scored) / tokens) if tokens else None
+        scored_before = dict(
+            zip(referenced, pool.map(score, [(items[n], "") for n in referenced]), strict=True)
+        )
+        scored_after = dict(
+            zip(referenced, pool.map(score, [(items[n], adapter) for n in referenced]), strict=True)
+        )
 
-    scorer = AnswerScorer(lexicon)
     rows = []
-    for index, (item, b, a) in enumerate(zip(items, before, after, strict=True), start=1):
+    for number, (item, b, a) in enumerate(zip(items, before, after, strict=True)):
         verdict = judge.judge(item.question, b, a).winner if judge else ""
         rows.append(
             EvalRow(
-                index,
+                number + 1,
                 item.question,
                 item.style,
                 item.topic,
                 item.reference,
                 b,
                 a,
-                scorer.score(b, item.question),
-                scorer.score(a, item.question),
+                scorer.score(b, item.question, item.topic),
+                scorer.score(a, item.question, item.topic),
                 verdict,
+                item.source,
+                scored_before.get(number),
+                scored_after.get(number),
             )
         )
     judge_summary = None
     if judge:
         wins = [r.judge for r in rows]
+        after_wins, before_wins = wins.count("after"), wins.count("before")
         judge_summary = {
             "model": judge.model,
-            "after_win_rate": wins.count("after") / len(wins),
-            "before_win_rate": wins.count("before") / len(wins),
+            "after_win_rate": after_wins / len(wins),
+            "after_win_ci": wilson(after_wins, len(wins)).as_list(),
+            "before_win_rate": before_wins / len(wins),
             "tie_rate": wins.count("tie") / len(wins),
+            # Sign test on the decided questions: is the adapter preferred more often than chance?
+            "p_value": rounded_p(binomial_two_sided(after_wins, after_wins + before_wins)),
             "method": "pairwise, both orders; a win counts only when both orders agree",
         }
     result = EvalResult(
@@ -119,10 +142,15 @@ def run_eval(
         rows=rows,
         before=summarize(before, [r.before_scores for r in rows]),
         after=summarize(after, [r.after_scores for r in rows]),
-        perplexity_before=ppl[""],
-        perplexity_after=ppl[adapter],
+        perplexity_before=_perplexity(list(scored_before.values())),
+        perplexity_after=_perplexity(list(scored_after.values())),
         judge=judge_summary,
         created_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         wall_time_s=time.perf_counter() - started,
     )
     return result, write_report(result, out_dir)
+
+
+def _perplexity(scored: list[tuple[float, int]]) -> float | None:
+    """The pooled perplexity, None when nothing was scored (no question had a reference)."""
+    return pooled_perplexity(scored) if sum(n for _, n in scored) else None

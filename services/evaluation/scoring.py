@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from talklike.evaluation.language import fold, language_share, words
+from talklike.evaluation.loops import loop_verdict
+from talklike.evaluation.realwords import RealWords
+from talklike.evaluation.relevance import TopicChecker
 
 #: Markers shorter than this (after folding) match too much by accident ("no", "to").
 MIN_MARKER_CHARS = 4
@@ -21,14 +25,24 @@ MIN_MARKER_CHARS = 4
 
 @dataclass(frozen=True)
 class PersonaLexicon:
-    """What identifies the persona in text: its signature, language and marker phrases."""
+    """What identifies the persona in text: its signature, language and marker phrases.
+
+    ``topic_forms`` maps each topic value to its declared case forms (for topic relevance).
+    """
 
     signature: str
     language: str
     markers: tuple[str, ...]
+    topic_forms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, signature: str, language: str, phrases: Iterable[str]) -> PersonaLexicon:
+    def build(
+        cls,
+        signature: str,
+        language: str,
+        phrases: Iterable[str],
+        topic_forms: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> PersonaLexicon:
         """Fold, de-duplicate and keep the phrases long enough to be evidence.
 
         Placeholder values and catchphrases come in all shapes; folding (lower case, no
@@ -39,7 +53,9 @@ class PersonaLexicon:
             folded = " ".join(fold(phrase).split()).strip(" .,!?;:…\"'")
             if len(folded) >= MIN_MARKER_CHARS and folded != fold(signature):
                 seen.setdefault(folded, None)
-        return cls(signature=signature, language=language, markers=tuple(sorted(seen)))
+        return cls(
+            signature=signature, language=language, markers=tuple(sorted(seen)), topic_forms=topic_forms or {}
+        )
 
     def pattern(self) -> re.Pattern[str]:
         """One regex matching any marker on word boundaries, longest first."""
@@ -49,7 +65,7 @@ class PersonaLexicon:
 
 @dataclass(frozen=True)
 class AnswerScores:
-    """The scores of one answer."""
+    """The scores of one answer (each explained in the module that computes it)."""
 
     markers_found: tuple[str, ...]
     marker_count: int
@@ -58,6 +74,18 @@ class AnswerScores:
     in_language: bool
     words: int
     chars: int
+    #: realwords.py: share of words in the language's word list or the pack's vocabulary.
+    real_word_share: float
+    unknown_words: tuple[str, ...]
+    not_language: bool
+    #: loops.py
+    loop: bool
+    loop_reason: str
+    #: relevance.py
+    relevant: bool
+    relevance_reason: str
+    #: The first three words, lower-cased, punctuation aside (mode collapse: see ``opening``).
+    opening: str
 
 
 @dataclass
@@ -66,16 +94,20 @@ class AnswerScorer:
 
     lexicon: PersonaLexicon
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False)
+    _real: RealWords = field(init=False, repr=False)
+    _topics: TopicChecker = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._pattern = self.lexicon.pattern() if self.lexicon.markers else None
+        self._real = RealWords(self.lexicon.language, [*self.lexicon.markers, self.lexicon.signature])
+        self._topics = TopicChecker(self.lexicon.language, self.lexicon.signature, self.lexicon.topic_forms)
 
     def markers_in(self, text: str) -> set[str]:
         """The persona markers in ``text`` (folded forms)."""
         return set(self._pattern.findall(fold(text))) if self._pattern else set()
 
-    def score(self, answer: str, question: str = "") -> AnswerScores:
-        """Score one answer to ``question``.
+    def score(self, answer: str, question: str = "", topic: str = "") -> AnswerScores:
+        """Score one answer to ``question`` about ``topic``.
 
         Markers the question already contains do not count: the held-out questions name their
         topic ("ceny energií", "Brusel"), which are pack vocabulary too, and a model that only
@@ -83,6 +115,9 @@ class AnswerScorer:
         """
         found = sorted(self.markers_in(answer) - self.markers_in(question))
         verdict = language_share(answer, self.lexicon.language)
+        real = self._real.share(answer)
+        loop = loop_verdict(answer, self.lexicon.signature)
+        relevance = self._topics.check(answer, question, topic)
         return AnswerScores(
             markers_found=tuple(found),
             marker_count=len(found),
@@ -91,7 +126,36 @@ class AnswerScorer:
             in_language=verdict.is_target,
             words=len(words(answer)),
             chars=len(answer),
+            real_word_share=real.share,
+            unknown_words=real.unknown,
+            not_language=real.not_language,
+            loop=loop.is_loop,
+            loop_reason=loop.reason,
+            relevant=relevance.relevant,
+            relevance_reason=relevance.reason,
+            opening=opening(answer),
         )
+
+
+#: Words of an answer's opening compared for mode collapse.
+OPENING_WORDS = 3
+
+
+def opening(answer: str) -> str:
+    """The first ``OPENING_WORDS`` words, lower-cased and without punctuation ("Já jsem to…" → "já jsem to")."""
+    return " ".join(words(answer)[:OPENING_WORDS])
+
+
+def top_opening(openings: Sequence[str]) -> tuple[str, int]:
+    """The most common opening and how many answers start with it; the first seen wins a tie.
+
+    Mode collapse: a fine-tuned model that starts most answers the same way ("já jsem to",
+    whatever the question) has learned a template, not a voice. Empty answers have no opening.
+    """
+    counts = Counter(o for o in openings if o)
+    if not counts:
+        return "", 0
+    return counts.most_common(1)[0]
 
 
 def ends_with_signature(answer: str, signature: str) -> bool:
@@ -137,11 +201,18 @@ class SideSummary:
     mean_words: float
     distinct_1: float
     distinct_2: float
+    mean_real_word_share: float
+    not_language_rate: float
+    loop_rate: float
+    relevance_rate: float
+    top_opening: str
+    top_opening_share: float
 
 
 def summarize(answers: Sequence[str], scores: Sequence[AnswerScores]) -> SideSummary:
     """Aggregate per-answer scores: rates are shares of answers, 0..1."""
     count = len(scores)
+    first, starts = top_opening([s.opening for s in scores])
 
     def mean(values: Iterable[float]) -> float:
         values = list(values)
@@ -157,4 +228,10 @@ def summarize(answers: Sequence[str], scores: Sequence[AnswerScores]) -> SideSum
         mean_words=mean(float(s.words) for s in scores),
         distinct_1=distinct_n(answers, 1),
         distinct_2=distinct_n(answers, 2),
+        mean_real_word_share=mean(s.real_word_share for s in scores),
+        not_language_rate=mean(float(s.not_language) for s in scores),
+        loop_rate=mean(float(s.loop) for s in scores),
+        relevance_rate=mean(float(s.relevant) for s in scores),
+        top_opening=first,
+        top_opening_share=starts / count if count else 0.0,
     )

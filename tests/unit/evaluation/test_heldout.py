@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from talklike.common.errors import InvalidArgument
-from talklike.evaluation.heldout import read_heldout
+from talklike.evaluation.heldout import freeform_items, read_heldout
+from talklike.evaluation.lexicon import BUILTIN_PACKS
+from talklike.generation.packs import load_pack_dir
 
 SYSTEM = {"role": "system", "content": "Persona."}
 USER = {"role": "user", "content": "Otázka?"}
@@ -47,3 +50,29 @@ def test_missing_or_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(InvalidArgument, match="no questions"):
         read_heldout(tmp_path / "empty.jsonl")
+
+
+def test_freeform_questions_are_asked_like_heldout_ones() -> None:
+    pack = load_pack_dir(BUILTIN_PACKS / "babis")
+    items = freeform_items(BUILTIN_PACKS / "babis")
+    assert len(items) == len(pack.freeform_questions) >= 60
+    first = items[0]
+    # The same chat shape as generation's heldout.jsonl: the pack's system prompt, then the question.
+    assert first.prompt == [
+        {"role": "system", "content": pack.system_prompt},
+        {"role": "user", "content": pack.freeform_questions[0].text},
+    ]
+    assert (first.source, first.reference, first.topic) == ("freeform", "", pack.freeform_questions[0].topic)
+    assert len(freeform_items(BUILTIN_PACKS / "babis", limit=3)) == 3
+
+
+def test_a_pack_without_freeform_questions_gives_none(tmp_path: Path) -> None:
+    shutil.copytree(BUILTIN_PACKS / "babis", tmp_path / "babis")
+    (tmp_path / "babis" / "freeform.yaml").unlink()
+    assert freeform_items(tmp_path / "babis") == []
+
+
+def test_heldout_items_are_template_sourced(tmp_path: Path) -> None:
+    path = tmp_path / "heldout.jsonl"
+    path.write_text(json.dumps({"messages": [SYSTEM, USER], "reference": "x"}) + "\n", encoding="utf-8")
+    assert read_heldout(path)[0].source == "template"

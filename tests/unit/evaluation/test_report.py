@@ -6,33 +6,47 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
-from talklike.evaluation.report import histogram_bins, write_report
+from talklike.evaluation.metrics import METRICS
+from talklike.evaluation.report import COLUMNS, histogram_bins, write_report
 from talklike.evaluation.results import EvalResult, EvalRow
 from talklike.evaluation.scoring import AnswerScorer, PersonaLexicon, summarize
 
-LEXICON = PersonaLexicon.build("Andrej Babiš", "cs", ["Brusel", "kampaň", "makal jsem"])
+LEXICON = PersonaLexicon.build(
+    "Andrej Babiš", "cs", ["Brusel", "kampaň", "makal jsem"], {"inflace": ("inflaci",)}
+)
 
 
 def make_result() -> EvalResult:
     scorer = AnswerScorer(LEXICON)
-    questions = [("Jak hodnotíte inflaci?", "emotivni"), ("Co říkáte na <Brusel> & spol.?", "ironie")]
+    questions = [
+        ("Jak hodnotíte inflaci?", "emotivni", "template"),
+        ("Co říkáte na <Brusel> & spol.?", "ironie", "template"),
+        ("Kdy skončí zdražování?", "", "freeform"),
+    ]
     rows = []
-    for i, (question, style) in enumerate(questions, start=1):
+    for i, (question, style, source) in enumerate(questions, start=1):
         before = "Inflation is a complex topic."
         after = f"Kampaň! Brusel krade, já jsem makal jsem. ({i})\x17\nAndrej Babiš"  # \x17: xlsx-illegal
+        if source == "freeform":
+            after = "Válka! Válka! Válka! Válka! Válka! Válka!\nAndrej Babiš"
+        reference = "" if source == "freeform" else "To je kampaň!\nAndrej Babiš"
         rows.append(
             EvalRow(
                 index=i,
                 question=question,
                 style=style,
                 topic="inflace",
-                reference="To je kampaň!\nAndrej Babiš",
+                reference=reference,
                 before=before,
                 after=after,
-                before_scores=scorer.score(before),
-                after_scores=scorer.score(after),
+                before_scores=scorer.score(before, question, "inflace"),
+                after_scores=scorer.score(after, question, "inflace"),
                 judge="after",
+                source=source,
+                scored_before=(-40.0, 10) if reference else None,
+                scored_after=(-20.0, 10) if reference else None,
             )
         )
     return EvalResult(
@@ -59,27 +73,57 @@ def test_report_files_hold_every_row_and_the_summary(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert [r["question"] for r in rows] == [r.question for r in result.rows]
     assert all(r["answer_before"] and r["answer_after"] for r in rows)
-    assert [r["signature_after"] for r in rows] == ["1", "1"]
+    assert [r["signature_after"] for r in rows] == ["1", "1", "1"]
+    assert [r["source"] for r in rows] == ["template", "template", "freeform"]
+    assert [r["loop_after"] for r in rows] == ["0", "0", "1"]
+    assert rows[2]["loop_why_after"] == "“válka válka válka válka” ×3"
+    assert [r["not_language_before"] for r in rows] == ["1", "1", "1"]  # English
+    assert rows[0]["real_words_after"] == "1.0" and rows[0]["opening_after"] == "kampaň brusel krade"
+    assert [r["relevant_after"] for r in rows] == ["0", "1", "0"]  # only "Brusel" takes up its question
+    assert rows[0]["unknown_words_before"]  # English words are listed as not Czech
 
     book = load_workbook(paths["xlsx"])
     assert book.sheetnames == ["results", "summary"]
     results = list(book["results"].iter_rows(values_only=True))
     assert len(results) == 1 + len(result.rows)
-    summary = {row[0]: row[1:] for row in book["summary"].iter_rows(values_only=True) if row and row[0]}
-    assert summary["signature rate"] == (0.0, 1.0)
-    assert summary["held-out perplexity"] == (40.0, 6.5)
+    assert results[0] == tuple(name for name, _ in COLUMNS)
+    summary = {
+        (row[0], row[1]): row[2:] for row in book["summary"].iter_rows(values_only=True) if row and row[1]
+    }
+    # before, low, high, after, low, high, test, p
+    assert summary["signature", "all questions"][:8] == (
+        0.0,
+        0.0,
+        0.5615,
+        1.0,
+        0.4385,
+        1.0,
+        "exact McNemar",
+        0.25,
+    )
+    assert summary["loops", "free-form"][3] == 1.0
+    assert summary["held-out perplexity", "template-held-out"][0] == pytest.approx(54.598, abs=1e-3)  # e⁴
+    assert summary["held-out perplexity", "free-form"][0] is None  # no references
 
     data = json.loads(paths["summary"].read_text(encoding="utf-8"))
-    assert data["questions"] == 2
+    assert data["questions"] == 3 and data["sources"] == {"template": 2, "freeform": 1}
     assert data["after"]["signature_rate"] == 1.0
-    assert set(data["per_style"]) == {"emotivni", "ironie"}
+    assert set(data["per_style"]) == {"emotivni", "ironie", "(none)"}
+    assert set(data["metrics"]) == {"overall", "template", "freeform"}
+    loops = data["metrics"]["overall"]["loop_rate"]
+    assert loops["after"] == {"value": 0.3333, "count": 1, "n": 3, "ci": [0.0615, 0.7923]}
+    assert loops["test"] == "exact McNemar" and loops["p_value"] == 1.0
 
     page = paths["html"].read_text(encoding="utf-8")
     assert page.count("<img ") == 3
     assert 'id="results"' in page and 'id="summary"' in page
     assert "&lt;Brusel&gt; &amp; spol." in page  # user text is escaped, never raw HTML
-    assert "<tr><td>signature rate</td><td>0%</td><td>100%</td></tr>" in page  # shares in percent
-    assert "<tr><td>held-out perplexity</td><td>40.00</td><td>6.50</td></tr>" in page
+    assert '<th class="group" colspan="3">free-form (1 questions)</th>' in page  # sources side by side
+    assert '0%<span class="ci">[0% – 56%]</span>' in page  # a rate with its interval
+    assert page.count('class="badge loop"') == 1 and page.count('class="answer loop"') == 1
+    assert page.count('class="badge notlang"') == 3  # the English before-answers
+    for metric in METRICS:  # every metric explained
+        assert f"<dt>{metric.label}" in page
 
 
 def test_histogram_bins_fit_the_values() -> None:

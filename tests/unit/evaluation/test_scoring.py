@@ -84,3 +84,22 @@ def test_summary_rates_are_shares_of_answers() -> None:
     assert summary.marker_rate == pytest.approx(2 / 3)
     assert summary.markers_per_answer == pytest.approx(1.0)
     assert summary.language_rate == pytest.approx(2 / 3)
+
+
+def test_scores_and_summary_carry_loops_language_relevance_and_openings() -> None:
+    scorer = AnswerScorer(PersonaLexicon.build("Andrej Babiš", "cs", ["kampaň"], {"válka": ("válku",)}))
+    answers = [
+        "Válka! Válka! Válka! Válka! Válka! Válka!\nAndrej Babiš",
+        "To je jako řekl dalžky. A to je dalžka. A to je dalžka. A to je dalžka.",
+        "Válku nechci, to je kampaň, já jsem celej život makal.\nAndrej Babiš",
+        "To je jako když se ptáte na válku, to je kampaň.\nAndrej Babiš",
+    ]
+    scores = [scorer.score(a, "Jak by měla skončit válka?", "válka") for a in answers]
+    assert [s.loop for s in scores] == [True, True, False, False]
+    assert [s.not_language for s in scores] == [False, True, False, False]
+    assert [s.relevant for s in scores] == [True, False, True, True]
+    assert scores[1].unknown_words == ("dalžky", "dalžka")
+    summary = summarize(answers, scores)
+    assert (summary.loop_rate, summary.not_language_rate, summary.relevance_rate) == (0.5, 0.25, 0.75)
+    assert (summary.top_opening, summary.top_opening_share) == ("to je jako", 0.5)
+    assert summary.mean_real_word_share == pytest.approx((1 + 13 / 17 + 1 + 1) / 4, abs=1e-4)
