@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound, quote
 from talklike.common.paths import resolve_in_home
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MANIFEST = "adapter_manifest.json"
+#: The only weights file served: safetensors holds tensors only, a pickle can run code when loaded.
+WEIGHTS = "adapter_model.safetensors"
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,15 @@ def locate(store: Path, name: str, path: str) -> Path:
     if not (directory / "adapter_config.json").exists() and not (directory / MANIFEST).exists():
         raise NotFound(
             "adapter", path or name, f"no adapter_config.json in {directory}; train it first (talklike train)"
+        )
+    # An OpenAI fine-tune is a manifest alone; weights, when there are any, must be safetensors.
+    found = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    has_weights = bool(found) or (directory / "adapter_config.json").exists()
+    if has_weights and not (directory / WEIGHTS).is_file():
+        raise FailedPrecondition(
+            f"adapter {quote(path or name)} has no {WEIGHTS} in {directory}"
+            + (f" (found {', '.join(found)}: pickled weights, which are never loaded)" if found else "")
+            + "; only safetensors adapters are served: save it with safe_serialization or retrain it (talklike train)"
         )
     return directory
 

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from talklike.common import errors
+from talklike.common.auth import AUTH_METADATA_KEY, token_matches
 from talklike.inference.core import InferenceCore
 from talklike.inference.settings import InferenceSettings
 from talklike.inference.types import ChatTurn, Prompt, Sampling, StopReason
@@ -55,7 +56,8 @@ class HttpFace:
         @web.middleware
         async def auth_and_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             token = self.settings.auth_token
-            if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+            presented = ((AUTH_METADATA_KEY, request.headers.get("Authorization", "")),)
+            if token and not token_matches(presented, token):  # constant time, as on the gRPC side
                 return error_response(401, "authentication_error", "missing or wrong bearer token")
             try:
                 return await handler(request)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talklike.common.errors import NotFound
+from talklike.common.errors import InvalidArgument, NotFound
 
 STATES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -129,6 +129,10 @@ class JobStore:
         return job
 
     def get(self, job_id: str) -> JobRecord:
+        if not job_id.strip():
+            raise InvalidArgument(
+                "job_id", "must not be empty: give a job id such as job-1a2b3c4d (ListJobs lists them)"
+            )
         with self._connect() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
