@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from talklike.common import errors
 from talklike.common.auth import AUTH_METADATA_KEY, token_matches
-from talklike.inference.core import InferenceCore
+from talklike.inference.core import InferenceCore, StreamEvent
 from talklike.inference.settings import InferenceSettings
 from talklike.inference.types import ChatTurn, Prompt, Sampling, StopReason
 
@@ -36,6 +37,73 @@ FINISH_REASONS = {
     StopReason.CANCELLED: "stop",
     StopReason.ERROR: "error",
 }
+
+
+#: Parameters of OpenAI's chat completions this face does not implement, each with the values that
+#: ask for nothing beyond what it does (so a client that sends the default still works). Any other
+#: value is a 400 naming the parameter: silently ignoring it would answer a different question.
+UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n": (lambda v: v in (None, 1), "only one choice per request (n=1) is served"),
+    "logprobs": (
+        lambda v: v in (None, False),
+        "log-probabilities are not returned here; use the gRPC Score RPC",
+    ),
+    "top_logprobs": (
+        lambda v: v in (None, 0),
+        "log-probabilities are not returned here; use the gRPC Score RPC",
+    ),
+    "response_format": (
+        lambda v: v is None or v == {"type": "text"},
+        "only plain text answers are served (no JSON mode or schema)",
+    ),
+    "tools": (lambda v: not v, "tool calling is not supported"),
+    "tool_choice": (lambda v: v in (None, "none"), "tool calling is not supported"),
+    "functions": (lambda v: not v, "function calling is not supported"),
+    "function_call": (lambda v: v in (None, "none"), "function calling is not supported"),
+    "presence_penalty": (lambda v: v in (None, 0), "not supported; repetition is controlled by the model"),
+    "frequency_penalty": (lambda v: v in (None, 0), "not supported; repetition is controlled by the model"),
+    "logit_bias": (lambda v: not v, "not supported"),
+    "modalities": (lambda v: v in (None, ["text"]), "only text is served"),
+    "audio": (lambda v: v is None, "only text is served"),
+}
+#: What ``stream_options`` may hold.
+STREAM_OPTIONS = ("include_usage",)
+
+
+def refuse_unsupported(body: dict[str, Any]) -> None:
+    """InvalidArgument naming the first parameter whose value asks for something not served."""
+    for name, (harmless, reason) in UNSUPPORTED.items():
+        if name in body and not harmless(body[name]):
+            raise errors.InvalidArgument(name, reason)
+
+
+def include_usage(body: dict[str, Any]) -> bool:
+    """``stream_options.include_usage`` (only with ``stream: true``, as OpenAI has it)."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not body.get("stream"):
+        raise errors.InvalidArgument("stream_options", "is only allowed with stream: true")
+    if not isinstance(options, dict):
+        raise errors.InvalidArgument("stream_options", 'must be an object such as {"include_usage": true}')
+    for key in options:
+        if key not in STREAM_OPTIONS:
+            raise errors.InvalidArgument(
+                f"stream_options.{key}", f"not supported; known: {', '.join(STREAM_OPTIONS)}"
+            )
+    value = options.get("include_usage", False)
+    if not isinstance(value, bool):
+        raise errors.InvalidArgument("stream_options.include_usage", "must be true or false")
+    return value
+
+
+def usage_of(final: StreamEvent) -> dict[str, int]:
+    """OpenAI's ``usage`` object of a finished generation."""
+    return {
+        "prompt_tokens": final.prompt_tokens,
+        "completion_tokens": final.completion_tokens,
+        "total_tokens": final.prompt_tokens + final.completion_tokens,
+    }
 
 
 class HttpFace:
@@ -120,6 +188,7 @@ class HttpFace:
         return web.json_response({"object": "list", "data": data})
 
     def _parse(self, body: dict[str, Any]) -> tuple[Prompt, str, Sampling, str]:
+        refuse_unsupported(body)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise errors.InvalidArgument("model", "is required: the base model's name or an adapter's")
@@ -162,6 +231,7 @@ class HttpFace:
         if not isinstance(body, dict):
             raise errors.InvalidArgument("body", "must be a JSON object")
         prompt, adapter, sampling, model = self._parse(body)
+        with_usage = include_usage(body)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if not body.get("stream"):
@@ -179,11 +249,7 @@ class HttpFace:
                             "finish_reason": FINISH_REASONS[final.stop or StopReason.ERROR],
                         }
                     ],
-                    "usage": {
-                        "prompt_tokens": final.prompt_tokens,
-                        "completion_tokens": final.completion_tokens,
-                        "total_tokens": final.prompt_tokens + final.completion_tokens,
-                    },
+                    "usage": usage_of(final),
                 }
             )
         stream = self.core.stream(prompt, adapter, sampling)
@@ -193,24 +259,29 @@ class HttpFace:
         )
         await response.prepare(request)
 
-        async def send(delta: dict[str, Any], finish: str | None) -> None:
+        async def send(chunk: dict[str, Any]) -> None:
             chunk = {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **chunk,
             }
             await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
 
+        def choice(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
         try:
-            await send({"role": "assistant", "content": ""}, None)
+            await send(choice({"role": "assistant", "content": ""}, None))
             event = first
             while True:
                 if event.text:
-                    await send({"content": event.text}, None)
+                    await send(choice({"content": event.text}, None))
                 if event.stop is not None:
-                    await send({}, FINISH_REASONS[event.stop])
+                    await send(choice({}, FINISH_REASONS[event.stop]))
+                    if with_usage:  # OpenAI's last chunk: no choices, the usage of the whole answer
+                        await send({"choices": [], "usage": usage_of(event)})
                     break
                 event = await anext(stream)
             await response.write(b"data: [DONE]\n\n")
