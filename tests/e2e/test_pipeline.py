@@ -95,25 +95,29 @@ def test_quick_pipeline_writes_a_complete_report(stack: tuple[Path, dict[str, st
 
     with (report / "results.csv").open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["question"] for r in rows] == [h["messages"][-1]["content"] for h in heldout]
-    for row in rows:
+    template = [r for r in rows if r["source"] == "template"]
+    assert [r["question"] for r in template] == [h["messages"][-1]["content"] for h in heldout]
+    assert {r["source"] for r in rows} <= {"template", "freeform"}
+    for row in template:
         assert row["reference_answer"] and row["style"]
-        for column in (
-            "signature_before",
-            "signature_after",
-            "markers_before",
-            "markers_after",
-            "words_before",
-            "words_after",
-        ):
-            assert row[column] != "", column
+    for row in rows:
+        for side in ("before", "after"):
+            for column in ("signature", "markers", "words", "real_words", "not_language", "loop", "relevant"):
+                assert row[f"{column}_{side}"] != "", f"{column}_{side}"
+            assert f"opening_{side}" in row
     assert load_workbook(report / "results.xlsx")["results"].max_row == len(rows) + 1
     summary = json.loads((report / "summary.json").read_text())
     assert (
         summary["questions"] == len(rows) and summary["perplexity"]["after"] < summary["perplexity"]["before"]
     )
+    overall = summary["metrics"]["overall"]
+    for key in ("signature_rate", "loop_rate", "not_language_rate", "relevance_rate", "top_opening_share"):
+        low, high = overall[key]["after"]["ci"]
+        assert low <= overall[key]["after"]["value"] <= high and overall[key]["p_value"] is not None, key
+    ppl = summary["metrics"]["template"]["perplexity"]["after"]
+    assert ppl["ci"][0] <= ppl["value"] <= ppl["ci"][1]
     page = (report / "report.html").read_text()
-    assert page.count("<img ") == 3 and page.count("<tr>") >= len(rows)
+    assert page.count("<img ") == 3 and page.count("<tr>") >= len(rows) and 'class="ci"' in page
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert (
