@@ -260,10 +260,10 @@ def charts(result: EvalResult) -> dict[str, str]:
             error_kw={"elinewidth": 1, "ecolor": "#1d2330"},
         )
     ax.set_xticks(list(xs), [m.label for m in rates], rotation=12)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.18)  # room for the legend above the bars that reach 100 %
     ax.set_ylabel("share of answers")
     ax.set_title("Before vs after fine-tuning (bars: 95% Wilson intervals)")
-    ax.legend()
+    ax.legend(ncols=2, loc="upper center", frameon=False)
     save("overview", fig)
 
     distributions = [
@@ -327,7 +327,7 @@ h1{margin-bottom:.2rem} .meta{color:#5b6475;margin-top:0}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border-bottom:1px solid #e1e4ea;padding:.4rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f4f7;position:sticky;top:0}
-td.answer{max-width:360px} .sig{font-weight:600} .muted{color:#8a94a6}
+td.answer{max-width:360px;white-space:pre-wrap} .sig{font-weight:600} .muted{color:#8a94a6}
 td small,.ci{display:block;color:#5b6475;font-size:.75rem;white-space:nowrap}
 .p.significant{font-weight:700}
 th.group{text-align:center;border-left:2px solid #c9ced8} td.first{border-left:2px solid #c9ced8}
@@ -449,7 +449,8 @@ def answer_cell(text: str, scores: AnswerScores) -> str:
     classes = " ".join(
         ["answer", *(["loop"] if scores.loop else []), *(["notlang"] if scores.not_language else [])]
     )
-    return f'<td class="{classes}">{html.escape(text)}<br>{badges(scores)}</td>'
+    flags = badges(scores)
+    return f'<td class="{classes}">{html.escape(text)}{"<br>" + flags if flags else ""}</td>'
 
 
 def render_html(result: EvalResult) -> str:
