@@ -19,8 +19,9 @@ A word is real when
   case, no diacritics).
 
 An answer whose share is below ``NOT_LANGUAGE_BELOW`` is flagged "not the language". Measured
-on the babis pack: fluent persona answers (templates, hand-written answers with Slovak slips)
-score 0.95–1.0; "To je jako řekl dalžky. A to je dalžka. …" scores 0.76; English scores ~0.1.
+on the babis pack: 540 generated persona answers score 0.994 on average and 0.86 at the lowest
+(rare spoken verb forms such as "děkujou", "vymyslej" are not in the list), so none is flagged;
+"To je jako řekl dalžky. A to je dalžka. …" scores 0.76; an English answer about 0.1.
 """
 
 from __future__ import annotations
