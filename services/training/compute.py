@@ -146,6 +146,10 @@ class Plan:
         return f"training on {where} in {self.precision}{scaler}{quantized}"
 
 
+#: Where every CPU job trains (and what evaluation assumes unless told otherwise).
+CPU = Plan("cpu", "fp32", "float32", False, "none")
+
+
 def plan(compute: Compute, props: DeviceProperties | None, index: int = 0) -> Plan:
     """Resolve auto device and precision against what the worker sees; refuse what it cannot do."""
     device = compute.device
@@ -157,7 +161,11 @@ def plan(compute: Compute, props: DeviceProperties | None, index: int = 0) -> Pl
             "(TALKLIKE_TRAINING_KUBERNETES_GPUS_PER_JOB with the kubernetes launcher) or use auto or cpu"
         )
     if device == "cpu":
-        return Plan("cpu", "fp32", "float32", False, "none")
+        if compute.gpu_count > 1:
+            raise FailedPrecondition(
+                f"compute.gpu_count is {compute.gpu_count} but the training worker sees no CUDA device"
+            )
+        return CPU
     assert props is not None
     if compute.gpu_count > props.count:
         raise FailedPrecondition(
@@ -174,10 +182,6 @@ def plan(compute: Compute, props: DeviceProperties | None, index: int = 0) -> Pl
     if compute.quantization == "nf4":
         require_bitsandbytes()
     return Plan("cuda", precision, weights, precision == "fp16", compute.quantization, index)
-
-
-#: Where every CPU job trains (and what evaluation assumes unless told otherwise).
-CPU = Plan("cpu", "fp32", "float32", False, "none")
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from talklike.common.errors import FailedPrecondition
 from talklike.training.data import JobError, dataset_language, encode_all, read_examples
+from talklike.training.launcher import Launcher, launcher_for
 from talklike.training.settings import TrainingSettings
 from talklike.training.spec import JobSpec
 from talklike.training.store import FINISHED, EventRecord, JobRecord, JobStore
-from talklike.training.worker import EXIT_LOCKED, TRAINING_SCRATCH_BYTES
+from talklike.training.worker import TRAINING_SCRATCH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,16 @@ def validate_job(home: Path, spec: JobSpec, check_disk: bool = True) -> str:
 class JobManager:
     """Queue, worker, cancel, resume."""
 
-    def __init__(self, settings: TrainingSettings) -> None:
+    def __init__(self, settings: TrainingSettings, launcher: Launcher | None = None) -> None:
         self.settings = settings
         self.home = settings.home.resolve()
+        #: Starts and follows the workers (a subprocess here, or a Kubernetes Job).
+        self.launcher = launcher or launcher_for(settings, self.home)
         self.store = JobStore(self.home / "jobs.db")
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._validations: set[asyncio.Task[None]] = set()
         self._validate_lock = asyncio.Lock()
-        self.current: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         for job in self.store.recent(limit=10_000, states=("validating_files",)):
@@ -99,9 +100,7 @@ class JobManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.current is not None and self.current.returncode is None:
-            self.current.terminate()  # the job stays "running" and resumes from its checkpoint next time
-            await self.current.wait()
+        await self.launcher.stop()
 
     # -- jobs -----------------------------------------------------------------------------
     def create(self, spec: JobSpec, job_backend: str) -> JobRecord:
@@ -151,7 +150,7 @@ class JobManager:
                 self.store.set_state(job_id, "queued", f"validated: {summary}")
                 self._wake.set()
 
-    def cancel(self, job_id: str) -> JobRecord:
+    async def cancel(self, job_id: str) -> JobRecord:
         job = self.store.get(job_id)
         if job.state in FINISHED:
             raise FailedPrecondition(
@@ -164,7 +163,10 @@ class JobManager:
         self.store.add_event(
             job_id, "log", job.state, "cancellation requested; the worker stops at the next step"
         )
-        return self.store.update(job_id, cancel_requested=1)
+        job = self.store.update(job_id, cancel_requested=1)
+        if job.backend == "peft":
+            await self.launcher.cancel(job_id)
+        return job
 
     async def events(self, job_id: str) -> AsyncIterator[EventRecord]:
         """History first, then live events until the job has finished and everything was sent."""
@@ -204,32 +206,18 @@ class JobManager:
 
             await run_openai_job(self, job)
             return
-        job_dir = self.home / "jobs" / job.id
-        job_dir.mkdir(parents=True, exist_ok=True)
-        with (job_dir / "worker.log").open("ab") as log_file:
-            self.current = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "talklike.training.worker",
-                "--home",
-                str(self.home),
-                "--job",
-                job.id,
-                *(["--notify-inference"] if self.settings.notify_inference else []),
-                *(["--check-disk"] if self.settings.use_disk_agent else []),
-                f"--gpu-memory-fraction={self.settings.gpu_memory_fraction}",
-                stdout=log_file,
-                stderr=log_file,
-            )
-            code = await self.current.wait()
-        self.current = None
-        after = self.store.get(job.id)
-        if code == EXIT_LOCKED:
+        ended = await self.launcher.run(job.id, JobSpec.from_dict(job.spec))
+        if ended.locked:
             await asyncio.sleep(2)  # an orphaned worker from before a restart still runs it: wait for it
             return
-        if after.state not in FINISHED:
-            tail = (job_dir / "worker.log").read_text(errors="replace")[-600:]
-            message = f"the training worker exited with code {code} before finishing; log tail: {tail}"
+        after = self.store.get(job.id)
+        if after.state in FINISHED:
+            return
+        if after.cancel_requested:
             self.store.set_state(
-                job.id, "failed", message, error_code="worker_crashed", error_message=message
+                job.id, "cancelled", "cancelled at the caller's request; the worker was stopped"
             )
+            return
+        self.store.set_state(
+            job.id, "failed", ended.message, error_code=ended.code, error_message=ended.message
+        )

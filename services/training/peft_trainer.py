@@ -34,6 +34,7 @@ from talklike.training.compute import (
     shape_of,
 )
 from talklike.training.data import IGNORE, Encoded, JobError, encode_all, file_sha256, read_examples
+from talklike.training.ranks import Ranks
 from talklike.training.spec import JobSpec
 
 Emit = Callable[..., None]
@@ -118,6 +119,11 @@ def learning_rate_factor(schedule: str, warmup: int, total: int) -> Callable[[in
         return max(0.0, 1.0 - progress)
 
     return factor
+
+
+def answer_positions(example: Encoded) -> int:
+    """Positions whose next token is an answer token: what the loss averages over."""
+    return sum(1 for label in example.labels[1:] if label != IGNORE)
 
 
 def collate(examples: list[Encoded], pad_id: int) -> dict[str, Any]:
@@ -205,11 +211,13 @@ class PeftTrainer:
         *,
         probe: Callable[[], DeviceProperties | None] = probe_cuda,
         gpu_memory_fraction: float = 0.9,
+        ranks: Ranks | None = None,
     ) -> None:
         self.spec = spec
         self.home = home
         self.job_dir = job_dir
-        self.emit = emit
+        self.ranks = ranks or Ranks()
+        self.emit: Emit = emit if self.ranks.main else (lambda *args, **data: None)  # rank 0 reports
         self.should_stop = should_stop
         self.checkpoint = job_dir / "checkpoint"
         #: The GPUs the worker sees (a test passes fake properties).
@@ -227,7 +235,7 @@ class PeftTrainer:
         self.resolved = resolved
         compute = self.spec.compute
         props = self.probe() if compute.device != "cpu" else None
-        self.plan = plan(compute, props)
+        self.plan = plan(compute, props, self.ranks.local_rank)
         self.emit("log", self.plan.describe(props))
         if props is not None and self.plan.device == "cuda":
             self._check_memory(resolved.path, props)
@@ -326,7 +334,7 @@ class PeftTrainer:
             if (self.checkpoint / "scaler.pt").exists():
                 scaler.load_state_dict(torch.load(self.checkpoint / "scaler.pt", weights_only=True))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        if val and initial_eval is None:
+        if val and initial_eval is None and self.ranks.main:
             initial_eval = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE), placement)
             self.emit(
                 "eval",
@@ -343,21 +351,27 @@ class PeftTrainer:
         done = start_step
         stopped_early_at = 0
         for step in range(start_step, total_steps):
-            if self.should_stop():
+            if self.ranks.agree(self.ranks.main and self.should_stop()):
                 return None
+            # This rank's share of the step (all of it on one process), in micro-batches.
             batches = [
-                collate([train[i] for i in part], pad) for part in micro_batches(plan[step], hp.batch_size)
+                collate([train[i] for i in part], pad)
+                for part in micro_batches(self.ranks.shard(plan[step]), hp.batch_size)
             ]
-            # Each micro-batch's mean loss weighted by its share of the step's answer tokens: the
-            # summed gradient is the gradient of the whole step's token-mean loss.
-            step_tokens = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+            # Each micro-batch's mean loss weighted by its share of the whole step's answer tokens:
+            # the gradients summed over micro-batches and ranks are the gradient of the step's
+            # token-mean loss.
+            step_tokens = sum(answer_positions(train[i]) for i in plan[step])
             loss_value = 0.0
+            step_trained = 0
             for batch in batches:
-                trained_tokens += int(batch["attention_mask"].sum())
+                step_trained += int(batch["attention_mask"].sum())
                 with placement.autocast():
                     loss, answer_tokens = loss_of(model, placement.move(batch))
                 scaler.scale(loss * (answer_tokens / step_tokens)).backward()
                 loss_value += float(loss.detach()) * answer_tokens / step_tokens
+            loss_value, summed = self.ranks.sum_gradients(params, loss_value, step_trained)
+            trained_tokens += int(summed)
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             scaler.step(optimizer)
@@ -378,7 +392,8 @@ class PeftTrainer:
                 eta_seconds=eta,
             )
             if done % hp.eval_interval_steps == 0 or done == total_steps:
-                if val:
+                early = False
+                if val and self.ranks.main:
                     eval_loss = evaluate(model, val, pad, max(hp.batch_size, EVAL_BATCH_SIZE), placement)
                     improved = best.observe(done, eval_loss)
                     self.emit(
@@ -396,11 +411,11 @@ class PeftTrainer:
                     )
                     if improved:
                         self._save_best(model)
-                    if (
+                    early = bool(
                         hp.early_stopping_patience
                         and best.passes_without_improvement >= hp.early_stopping_patience
-                    ):
-                        stopped_early_at = done
+                    )
+                    if early:
                         self.emit(
                             "log",
                             f"early stop at step {done}: {best.passes_without_improvement} validation passes "
@@ -408,8 +423,10 @@ class PeftTrainer:
                             step=done,
                             total_steps=total_steps,
                         )
-                        break
-                if done < total_steps:
+                if self.ranks.agree(early):
+                    stopped_early_at = done
+                    break
+                if done < total_steps and self.ranks.main:
                     self._save_checkpoint(
                         model,
                         optimizer,
@@ -424,7 +441,7 @@ class PeftTrainer:
                         },
                     )
                     self.emit("checkpoint", f"checkpoint at step {done}", step=done, total_steps=total_steps)
-        if val and best.step and best.step != done:
+        if val and best.step and best.step != done and self.ranks.main:
             self._restore_best(model)
             self.emit(
                 "log",

@@ -195,7 +195,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         return pb.ListJobsResponse(jobs=[job_pb(j) for j in self.manager.store.recent(limit)])
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Any) -> pb.CancelJobResponse:
-        return pb.CancelJobResponse(job=job_pb(self.manager.cancel(request.job_id)))
+        return pb.CancelJobResponse(job=job_pb(await self.manager.cancel(request.job_id)))
 
     async def StreamJobEvents(
         self, request: pb.StreamJobEventsRequest, context: Any

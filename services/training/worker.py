@@ -3,6 +3,9 @@
 ``python -m talklike.training.worker --home HOME --job ID``. It holds ``jobs/<id>/worker.lock``
 while it runs, so a restarted service never starts the same job twice, and it dies with its
 parent (PR_SET_PDEATHSIG) so that the restarted service can resume from the checkpoint.
+
+On several GPUs it runs once per GPU under torchrun (``launcher.worker_command``): rank 0 holds
+the lock and alone writes the job store, checkpoints and the adapter (``ranks.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import grpc
 from talklike.common.errors import FailedPrecondition
 from talklike.training.data import JobError
+from talklike.training.ranks import Ranks, start, stop
 from talklike.training.store import FINISHED, JobStore
 
 EXIT_LOCKED = 3
@@ -55,7 +59,12 @@ def notify_inference(adapter: str) -> str:
 
 
 def run(
-    home: Path, job_id: str, notify: bool = False, check_disk: bool = False, gpu_memory_fraction: float = 0.9
+    home: Path,
+    job_id: str,
+    notify: bool = False,
+    check_disk: bool = False,
+    gpu_memory_fraction: float = 0.9,
+    ranks: Ranks | None = None,
 ) -> int:
     from talklike.training.disk import ensure_free
     from talklike.training.peft_trainer import PeftTrainer
@@ -77,47 +86,64 @@ def run(
     def should_stop() -> bool:
         return store.get(job_id).cancel_requested
 
+    ranks = ranks or Ranks()
+    main = ranks.main
+
+    def record(state: str, message: str, **fields: Any) -> None:
+        if main:  # the other ranks' outcome is the same: rank 0 writes it once
+            store.set_state(job_id, state, message, **fields)
+
     resumed = job.state == "running"
-    store.set_state(job_id, "running", "resuming after a restart" if resumed else "training started")
-    trainer = PeftTrainer(spec, home, job_dir, emit, should_stop, gpu_memory_fraction=gpu_memory_fraction)
+    record("running", "resuming after a restart" if resumed else "training started")
+    trainer = PeftTrainer(
+        spec, home, job_dir, emit, should_stop, gpu_memory_fraction=gpu_memory_fraction, ranks=ranks
+    )
+    report = trainer.emit  # silent on every rank but 0
     try:
+        start(ranks)
 
         def ask_disk_agent(required_bytes: int) -> None:
-            emit("log", ensure_free(required_bytes, "the base model"))
+            report("log", ensure_free(required_bytes, "the base model"))
 
-        model, tokenizer, train, val = trainer.prepare(before_write=ask_disk_agent if check_disk else None)
-        if check_disk:
-            emit("log", ensure_free(TRAINING_SCRATCH_BYTES, "training"))
-        emit(
+        model, tokenizer, train, val = trainer.prepare(
+            before_write=ask_disk_agent if check_disk and main else None
+        )
+        if check_disk and main:
+            report("log", ensure_free(TRAINING_SCRATCH_BYTES, "training"))
+        report(
             "log",
-            f"{len(train)} training and {len(val)} validation examples; LoRA on {', '.join(trainer.targets)}",
+            f"{len(train)} training and {len(val)} validation examples; LoRA on {', '.join(trainer.targets)}"
+            + (f"; data-parallel on {ranks.world_size} GPUs" if ranks.distributed else ""),
         )
         result = trainer.run(model, tokenizer, train, val)
         if result is None:
-            store.set_state(job_id, "cancelled", "cancelled at the caller's request")
+            record("cancelled", "cancelled at the caller's request")
             return 0
-        path = trainer.save_adapter(result, job_id)
-        if notify:
-            emit("log", notify_inference(spec.adapter_name))
-        store.set_state(
-            job_id,
-            "succeeded",
-            f"adapter saved to {path.relative_to(home)} ({result.steps} steps, {result.wall_time_s:.1f} s)",
-            adapter_path=str(path.relative_to(home)),
-        )
+        if main:
+            path = trainer.save_adapter(result, job_id)
+            if notify:
+                report("log", notify_inference(spec.adapter_name))
+            record(
+                "succeeded",
+                f"adapter saved to {path.relative_to(home)} ({result.steps} steps, {result.wall_time_s:.1f} s)",
+                adapter_path=str(path.relative_to(home)),
+            )
     except JobError as exc:
-        store.set_state(job_id, "failed", exc.message, error_code=exc.code, error_message=exc.message)
+        record("failed", exc.message, error_code=exc.code, error_message=exc.message)
     except FailedPrecondition as exc:  # no GPU, not enough GPU memory, bitsandbytes missing
-        store.set_state(job_id, "failed", str(exc), error_code="failed_precondition", error_message=str(exc))
+        record("failed", str(exc), error_code="failed_precondition", error_message=str(exc))
     except Exception as exc:
         traceback.print_exc()
-        store.set_state(
-            job_id,
+        if not main:
+            raise  # torchrun stops every rank; the service reports the worker's exit and log
+        record(
             "failed",
             f"training failed: {exc.__class__.__name__}: {exc}",
             error_code="training_error",
             error_message=f"{exc.__class__.__name__}: {exc}; see jobs/{job_id}/worker.log",
         )
+    finally:
+        stop(ranks)
     return 0
 
 
@@ -140,17 +166,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     die_with_parent()
-    job_dir = args.home / "jobs" / args.job
+    ranks = Ranks.from_env()
+    if ranks.distributed:
+        ranks = Ranks.from_env(device=f"cuda:{ranks.local_rank}")  # several ranks: one GPU each, NCCL
+    home = args.home.resolve()
+    job_dir = home / "jobs" / args.job
     job_dir.mkdir(parents=True, exist_ok=True)
+    options = (args.notify_inference, args.check_disk, args.gpu_memory_fraction, ranks)
+    if not ranks.main:  # rank 0 holds the lock for all of them
+        return run(home, args.job, *options)
     with open(job_dir / "worker.lock", "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"job {args.job} is already being run by another worker", file=sys.stderr)
             return EXIT_LOCKED
-        return run(
-            args.home.resolve(), args.job, args.notify_inference, args.check_disk, args.gpu_memory_fraction
-        )
+        return run(home, args.job, *options)
 
 
 if __name__ == "__main__":

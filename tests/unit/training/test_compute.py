@@ -230,16 +230,12 @@ def _cuda() -> bool:
 
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (CI and this machine have none)")
 @pytest.mark.parametrize("quantization", ["none", "nf4"])
-def test_a_tiny_job_trains_on_the_gpu(tmp_path: Path, quantization: str) -> None:
+def test_a_tiny_job_trains_on_the_gpu(persona_home: Path, quantization: str) -> None:
     if quantization == "nf4" and importlib.util.find_spec("bitsandbytes") is None:
         pytest.skip("4-bit needs the bitsandbytes package, not installed here")
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[2] / "integration" / "training"))
-    from conftest import write_dataset  # type: ignore[import-not-found]
     from talklike.training.peft_trainer import PeftTrainer
 
-    write_dataset(tmp_path)
+    tmp_path = persona_home
     spec = dataclasses.replace(
         _job(
             tmp_path,
