@@ -50,6 +50,19 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.TalklikeError], grpc.StatusCode], ...] 
 )
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: Longest status message (and its log line): gRPC clients refuse trailing metadata over 16 kB, so a
+#: longer message would reach them as a transport error instead of its status.
+MAX_MESSAGE_CHARS = 2000
+
+
+def clip(message: str) -> str:
+    """``message`` cut to ``MAX_MESSAGE_CHARS``, saying how long it was.
+
+    Values are quoted short where they are raised (``errors.quote``); this is the backstop.
+    """
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... (message cut: {len(message):,} characters in all)"
 
 
 def status_for(error: BaseException) -> grpc.StatusCode:
@@ -83,10 +96,11 @@ async def error_scope(method: str, context: grpc.aio.ServicerContext[Any, Any]) 
         code = status_for(error)
         trailing: tuple[tuple[str, str], ...] = ()
         if isinstance(error, errors.InvalidArgument):
-            trailing = ((FIELD_METADATA_KEY, error.field),)
+            trailing = ((FIELD_METADATA_KEY, error.field[:200]),)
+        message = clip(error.message)
         log = logger.warning if code == grpc.StatusCode.INTERNAL else logger.info
-        log("%s: %s", code.name, error.message, extra={"code": code.name})
-        await context.abort(code, error.message, trailing_metadata=trailing)
+        log("%s: %s", code.name, message, extra={"code": code.name})
+        await context.abort(code, message, trailing_metadata=trailing)
     except Exception as error:
         # CancelledError is a BaseException and is not caught here: cancellation must propagate.
         if isinstance(error, OSError) and is_no_space(error):  # the caller's to fix, the volume named
