@@ -36,6 +36,30 @@ def _p(value: float | None) -> str:
     return "–" if value is None else "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def print_metric_tables(summary: dict[str, Any]) -> None:
+    """The summary of a run (``summary.json``'s shape) as tables: each question source, then all."""
+    from talklike.evaluation.metrics import METRICS
+    from talklike.evaluation.report import BLOCK_TITLES, block_names
+
+    for block_name in block_names(list(summary.get("sources") or [])):
+        block = summary["metrics"][block_name]
+        rows = [
+            (
+                metric.label,
+                _with_interval(metric, block[metric.key]["before"]),
+                _with_interval(metric, block[metric.key]["after"]),
+                _p(block[metric.key]["p_value"]),
+            )
+            for metric in METRICS
+        ]
+        title = f"{BLOCK_TITLES.get(block_name, block_name)}: {block['questions']} questions (95% intervals)"
+        console.print(
+            table(
+                ["metric", "before (base)", "after (adapter)", "p (paired)"], rows, title=title, markup=False
+            )
+        )
+
+
 @eval_app.callback()
 def evaluate(
     ctx: typer.Context,
@@ -113,26 +137,7 @@ def evaluate(
             client, items, adapter, lexicon, out_dir, run, settings, judge, lambda n: bar.advance(task, n)
         )
     client.close()
-    from talklike.evaluation.metrics import METRICS
-    from talklike.evaluation.report import BLOCK_TITLES, blocks_shown
-
-    for block_name in blocks_shown(result):
-        block = result.metrics[block_name]
-        rows = [
-            (
-                metric.label,
-                _with_interval(metric, block[metric.key]["before"]),
-                _with_interval(metric, block[metric.key]["after"]),
-                _p(block[metric.key]["p_value"]),
-            )
-            for metric in METRICS
-        ]
-        title = f"{BLOCK_TITLES.get(block_name, block_name)}: {block['questions']} questions (95% intervals)"
-        console.print(
-            table(
-                ["metric", "before (base)", "after (adapter)", "p (paired)"], rows, title=title, markup=False
-            )
-        )
+    print_metric_tables(result.summary_dict())
     console.print(f"report: {paths['html']}")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import TaskID
-from talklike.cli.output import console, err_console, fail, progress, table
+from talklike.cli.evaluation import print_metric_tables
+from talklike.cli.output import console, err_console, fail, progress
 from talklike.common.errors import TalklikeError
 from talklike.common.paths import data_home, resolve_in_home
 from talklike.pipeline.config import PipelineConfig
@@ -145,14 +147,8 @@ def run(
                 str(exc),
                 f"fix the cause, then run the same command again: finished stages are kept ({out_dir / 'pipeline.json'})",
             )
-    s, m, p = report["signature_rate"], report["marker_rate"], report["perplexity"]
-    rows = [
-        ("signature rate", f"{s[0]:.0%}", f"{s[1]:.0%}"),
-        ("persona marker rate", f"{m[0]:.0%}", f"{m[1]:.0%}"),
-    ]
-    if p[0] is not None and p[1] is not None:
-        rows.append(("held-out perplexity", f"{p[0]:.2f}", f"{p[1]:.2f}"))
-    console.print(table(["metric", "before", "after"], rows, title=f"{pack} on {base_model}"))
+    console.print(f"{pack} on {base_model}: {report['questions']} questions", highlight=False)
+    print_metric_tables(json.loads(Path(report["summary_path"]).read_text(encoding="utf-8")))
     console.print(f"report: {report['report_path']}")
     console.print(f"spreadsheet: {report['xlsx_path']}")
 

@@ -73,7 +73,11 @@ BLOCK_TITLES = {"template": "template-held-out", "freeform": "free-form", "overa
 
 def blocks_shown(result: EvalResult) -> list[str]:
     """The metric blocks to show, side by side: each source, then "overall" when there are several."""
-    sources = result.sources
+    return block_names(result.sources)
+
+
+def block_names(sources: list[str]) -> list[str]:
+    """Each question source's block, then "overall" when there are several."""
     return [*sources, "overall"] if len(sources) > 1 else sources or ["overall"]
 
 

@@ -130,20 +130,23 @@ def load_stage(adapter: str) -> dict[str, Any]:
 def eval_stage(
     config: PipelineConfig, home: Path, heldout: Path, out: Path, progress: Progress
 ) -> dict[str, Any]:
-    """The before/after benchmark and the report."""
-    from talklike.evaluation.heldout import read_heldout
+    """The before/after benchmark on template-held-out and the pack's free-form questions, and the report."""
+    from talklike.evaluation.heldout import freeform_items, read_heldout
     from talklike.evaluation.lexicon import lexicon_for_pack, pack_dir
-    from talklike.evaluation.runner import EvalSettings, run_eval
+    from talklike.evaluation.runner import EvalSettings, eval_calls, run_eval
     from talklike.inference.client import InferenceClient
 
+    directory = pack_dir(config.pack, home)
     items = read_heldout(heldout, config.eval_questions)
-    lexicon = lexicon_for_pack(pack_dir(config.pack, home))
+    if config.freeform_questions:
+        items += freeform_items(directory)
+    lexicon = lexicon_for_pack(directory)
     done = [0]
-    total = len(items) * 4
+    total = eval_calls(items)
 
     def advance(n: int) -> None:
         done[0] += n
-        progress("eval", done[0], total, "answers before and after, perplexity")
+        progress("eval", done[0], total, f"{len(items)} questions: answers before and after, perplexity")
 
     client = InferenceClient()
     try:
@@ -155,7 +158,9 @@ def eval_stage(
             lexicon,
             out / "report",
             run,
-            EvalSettings(max_new_tokens=config.max_new_tokens, seed=config.seed),
+            EvalSettings(
+                max_new_tokens=config.max_new_tokens, seed=config.seed, concurrency=config.eval_concurrency
+            ),
             None,
             advance,
         )
@@ -164,9 +169,9 @@ def eval_stage(
     return {
         "report_path": str(paths["html"]),
         "xlsx_path": str(paths["xlsx"]),
-        "signature_rate": [result.before.signature_rate, result.after.signature_rate],
-        "marker_rate": [result.before.marker_rate, result.after.marker_rate],
-        "perplexity": [result.perplexity_before, result.perplexity_after],
+        "summary_path": str(paths["summary"]),
+        "questions": len(items),
+        "wall_time_s": round(result.wall_time_s, 1),
     }
 
 
