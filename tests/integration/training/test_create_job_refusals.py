@@ -12,7 +12,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import write_dataset
 from talklike.common.error_mapping import FIELD_METADATA_KEY
 from talklike.common.testing import running_service
 from talklike.training.servicer import create_service
@@ -26,10 +25,9 @@ def request(**fields: str) -> pb.CreateJobRequest:
     return pb.CreateJobRequest(backend=pb.TRAINING_BACKEND_PEFT, **values)  # type: ignore[arg-type]
 
 
-async def test_bad_adapter_names_and_base_models_are_refused(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    write_dataset(home, count=12)
-    outside = tmp_path / "elsewhere" / "model"
+async def test_bad_adapter_names_and_base_models_are_refused(persona_home: Path) -> None:
+    home = persona_home
+    outside = home / "elsewhere" / "model"
     outside.mkdir(parents=True)
     (home / "models" / "mine").mkdir(parents=True)
     settings = TrainingSettings(
@@ -38,14 +36,14 @@ async def test_bad_adapter_names_and_base_models_are_refused(tmp_path: Path) -> 
         metrics_port=0,
         notify_inference=False,
         use_disk_agent=False,
-        model_roots=str(tmp_path / "elsewhere"),
+        model_roots=str(home / "elsewhere"),
     )
     refused = {
         "adapter_name": [request(adapter_name="."), request(adapter_name="..")],
         "base_model": [
             request(base_model="/etc"),
             request(base_model="../../../../etc"),
-            request(base_model=str(tmp_path)),  # a parent of the allowed root is not inside it
+            request(base_model=str(home)),  # a parent of the allowed root is not inside it
             request(base_model="no-such-model"),
         ],
     }
