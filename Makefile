@@ -11,10 +11,13 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 PROTO_SRC := $(wildcard protos/talklike/v1/*.proto)
+# The contracts as last released: a buf image (`make contracts-release` writes it from HEAD).
+# `make lint` refuses a change that would break a client of that release (buf.yaml: FILE rules).
+RELEASED_CONTRACTS := protos/released/talklike-v1.binpb
 STUBS_DIR := services/v1
 HOME_DIR ?= var
 
-.PHONY: help install vllm-venv browser deploy-tools proto proto-check lint test test-fast demo up down bench clean
+.PHONY: help install vllm-venv browser deploy-tools proto proto-check contracts-release lint test test-fast demo up down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,12 +64,16 @@ proto-check: $(STAMP) ## fail when the committed stubs are stale or the contract
 	diff -r --exclude=__pycache__ .build/stubs-check $(STUBS_DIR) \
 	  || { echo "generated stubs are stale: run 'make proto' and commit services/v1" >&2; exit 1; }
 
-lint: $(STAMP) ## ruff, mypy, buf lint
+contracts-release: $(STAMP) ## record the committed contracts (HEAD) as the released baseline that buf breaking compares against
+	$(BIN)/buf build '.git#ref=HEAD,subdir=protos' -o $(RELEASED_CONTRACTS)
+
+lint: $(STAMP) ## ruff, mypy, buf lint, buf breaking against the released contracts
 	$(BIN)/ruff check services tests bench
 	$(BIN)/ruff format --check services tests bench
 	mkdir -p .build/mypy && ln -sfn ../../services .build/mypy/talklike
 	$(BIN)/mypy
 	$(BIN)/buf lint
+	$(BIN)/buf breaking --against $(RELEASED_CONTRACTS)
 
 test: $(STAMP) $(VLLM_STAMP) browser deploy-tools proto-check ## run the whole test suite (CI runs exactly this)
 	$(BIN)/pytest -q -p no:cacheprovider
