@@ -9,7 +9,7 @@ no choices and the usage, as the ``openai`` client expects.
 from __future__ import annotations
 
 import asyncio
-import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,9 @@ REFUSED: dict[str, dict[str, Any]] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def test_unsupported_parameters_are_refused_and_usage_is_streamed(tiny_home: Path) -> None:
+async def test_unsupported_parameters_are_refused_and_usage_is_streamed(
+    tiny_home: Path, free_port: Callable[[], int]
+) -> None:
     port = free_port()
     settings = InferenceSettings(home=tiny_home, base_model="tiny", port=0, metrics_port=0, http_port=port)
     async with running_service(create_service(settings), settings):

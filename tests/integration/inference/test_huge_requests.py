@@ -10,8 +10,8 @@ no answer may take more than 100 ms.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -29,12 +29,6 @@ TEN_MB = "inflace " * (10 * 1024 * 1024 // 8)
 #: Under the character limit, far over the tiny model's context: tokenized (on its thread), then refused.
 LONG = ("Pane předsedo, jak hodnotíte inflaci? " * 2000)[: MAX_TEXT_CHARS - 10]
 HEALTH_LIMIT_S = 0.100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def poll_health(channel: grpc.aio.Channel, latencies: list[float], stop: asyncio.Event) -> None:
@@ -73,7 +67,9 @@ async def code_of(call: object) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-async def test_huge_requests_never_delay_health_past_100_ms(tiny_home: Path) -> None:
+async def test_huge_requests_never_delay_health_past_100_ms(
+    tiny_home: Path, free_port: Callable[[], int]
+) -> None:
     http_port = free_port()
     settings = InferenceSettings(
         home=tiny_home, base_model="tiny", port=0, metrics_port=0, http_port=http_port, torch_threads=1

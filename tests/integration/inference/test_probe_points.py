@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -26,12 +26,6 @@ from talklike.v1 import inference_pb2_grpc as pb_grpc
 class Boom:
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return (print, ("unpickled!",))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_pickle_adapter_and_empty_tokenize_are_refused_plainly(tiny_home: Path) -> None:
@@ -67,7 +61,7 @@ async def refusals(settings: InferenceSettings) -> None:
 
 
 async def test_http_face_compares_the_token_in_constant_time(
-    tiny_home: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_home: Path, monkeypatch: pytest.MonkeyPatch, free_port: Callable[[], int]
 ) -> None:
     import hmac
 
