@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,12 +56,12 @@ def modes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): oct(stat.S_IMODE(p.stat().st_mode)) for p in [root, *root.rglob("*")]}
 
 
-def test_datasets_and_the_job_store_are_owner_only(tmp_path: Path, free_port: object) -> None:
+def test_datasets_and_the_job_store_are_owner_only(tmp_path: Path, free_port: Callable[[], int]) -> None:
     home = tmp_path / "home"
-    with serving("generation", home, free_port()) as address, grpc.insecure_channel(address) as channel:  # type: ignore[operator]
+    with serving("generation", home, free_port()) as address, grpc.insecure_channel(address) as channel:
         stub = pb_grpc.GenerationServiceStub(channel)
         list(stub.GenerateDataset(pb.GenerateDatasetRequest(pack="puffington", count=20, out="private")))
-    with serving("training", home, free_port()):  # type: ignore[operator]
+    with serving("training", home, free_port()):
         pass
     dataset = modes(home / "datasets" / "private")
     files = {k: v for k, v in dataset.items() if (home / "datasets" / "private" / k).is_file()}
