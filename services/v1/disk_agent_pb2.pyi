@@ -417,7 +417,7 @@ class PinRequest(_message.Message):
     ttl_seconds: _builtins.int
     """How long the pin lasts, in seconds (1 .. 604800); renew by pinning again."""
     holder: _builtins.str
-    """Who holds it, for people reading `status` (e.g. "inference/pod-1")."""
+    """Who holds it, for people reading `status` (e.g. "inference/pod-1"), at most 256 characters."""
     def __init__(
         self,
         *,
