@@ -5,9 +5,10 @@ The seed's pipeline asked an LLM for one question per answer; this does the same
 
 - **batched**: one request asks for the questions of ``batch_size`` answers at once (JSON
   reply), with up to ``concurrency`` requests in flight;
-- **retries with backoff**: connection errors, timeouts, 429 and 5xx are retried with
-  exponential backoff (``Retry-After`` honoured); a refused key or unknown model fails at
-  once with the fix;
+- **retries with backoff** under the project's one policy for OpenAI calls
+  (``talklike.common.openai_calls``): connection errors, timeouts, 429 and 5xx are retried,
+  the server's ``retry-after-ms``/``Retry-After`` first, else exponential backoff; a refused
+  key or unknown model fails at once with the fix (``ChatCaller``, which the drafter shares);
 - **a response cache** keyed by (model, prompt, parameters) under the data home, so a rerun
   does not pay twice; only well-formed replies are cached;
 - **malformed replies** (not JSON, wrong count, empty or signed questions) are recorded for
@@ -29,7 +30,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import openai
-from talklike.common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from talklike.common.errors import FailedPrecondition, InvalidArgument
+from talklike.common.openai_calls import call_with_retries
 from talklike.common.paths import atomic_write_text
 from talklike.generation.engine import Answer
 from talklike.generation.packs import Pack
@@ -159,15 +161,6 @@ def parse_reply(content: str, expected: int, signature: str) -> tuple[list[str |
     return out, problems, ""
 
 
-def _retry_after(error: Exception) -> float | None:
-    response = getattr(error, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return min(float(value), 30.0) if value is not None else None
-    except ValueError:
-        return None
-
-
 def api_key_for(base_url: str, key: str) -> str:
     """The key to send; OpenAI itself needs a real one, local servers accept any."""
     if key:
@@ -182,6 +175,66 @@ def api_key_for(base_url: str, key: str) -> str:
 
 
 @dataclass
+class ChatCaller:
+    """The generation service's one chat-completions call: retries, counts and mapped errors.
+
+    The question writer and the pack drafter both ask through it, so a refused key, an
+    unknown model or an endpoint that stays down reads the same whichever asked.
+    """
+
+    config: LlmConfig
+    stats: LlmStats = field(default_factory=LlmStats)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def open_client(self) -> openai.AsyncOpenAI:
+        """A client for the configured endpoint; retries are this class's, not the SDK's."""
+        return openai.AsyncOpenAI(
+            api_key=api_key_for(self.config.base_url, self.config.api_key),
+            base_url=self.config.base_url,
+            max_retries=0,
+            timeout=self.config.timeout_s,
+        )
+
+    async def complete(
+        self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> str:
+        """The reply's text ("" when it has none); domain errors for every way it can fail."""
+        config = self.config
+
+        try:
+            response = await call_with_retries(
+                lambda: client.chat.completions.create(
+                    model=config.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=params["temperature"],
+                    max_tokens=params["max_tokens"],
+                ),
+                what=f"the LLM at {config.base_url}",
+                hint="check that it runs, or retry later",
+                max_retries=config.max_retries,
+                backoff_s=config.backoff_s,
+                rng=self.rng,
+                counts=self.stats,
+            )
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+            raise FailedPrecondition(
+                f"the LLM at {config.base_url} refused the API key ({error.status_code}); "
+                "set OPENAI_API_KEY for the generation service"
+            ) from error
+        except openai.NotFoundError as error:
+            raise InvalidArgument(
+                "llm.model", f"the endpoint {config.base_url} does not serve model {config.model!r}"
+            ) from error
+        except openai.APIStatusError as error:
+            raise FailedPrecondition(
+                f"the LLM at {config.base_url} rejected the request ({error.status_code}): {error.message}"
+            ) from error
+        choices = getattr(response, "choices", None) or []
+        content = choices[0].message.content if choices and choices[0].message else None
+        return content or ""
+
+
+@dataclass
 class LlmQuestionWriter:
     """Asks the endpoint for questions, batch by batch, through the cache."""
 
@@ -191,6 +244,9 @@ class LlmQuestionWriter:
     stats: LlmStats = field(default_factory=LlmStats)
     invalid: list[dict[str, Any]] = field(default_factory=list)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def __post_init__(self) -> None:
+        self.caller = ChatCaller(self.config, self.stats, self.rng)
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
@@ -205,12 +261,7 @@ class LlmQuestionWriter:
             raise InvalidArgument(
                 "llm", "LLM mode needs a base URL and a model (--llm-base-url, --llm-model)"
             )
-        client = openai.AsyncOpenAI(
-            api_key=api_key_for(self.config.base_url, self.config.api_key),
-            base_url=self.config.base_url,
-            max_retries=0,
-            timeout=self.config.timeout_s,
-        )
+        client = self.caller.open_client()
         size = max(1, self.config.batch_size)
         batches = [list(answers[i : i + size]) for i in range(0, len(answers), size)]
         gate = asyncio.Semaphore(max(1, self.config.concurrency))
@@ -261,7 +312,7 @@ class LlmQuestionWriter:
                 self._record_items(index, answers, problems, cached)
                 return questions
         for _ in range(self.config.malformed_retries + 1):
-            content = await self._ask(client, messages, params)
+            content = await self.caller.complete(client, messages, params)
             questions, problems, whole = parse_reply(content, len(answers), self.pack.signature)
             if whole:
                 self.stats.malformed_replies += 1
@@ -289,47 +340,3 @@ class LlmQuestionWriter:
                     "reply": content,
                 }
             )
-
-    async def _ask(
-        self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], params: dict[str, Any]
-    ) -> str:
-        config = self.config
-        for attempt in range(config.max_retries + 1):
-            self.stats.requests += 1
-            try:
-                response = await client.chat.completions.create(
-                    model=config.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=params["temperature"],
-                    max_tokens=params["max_tokens"],
-                )
-            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as error:
-                if attempt >= config.max_retries:
-                    raise Unavailable(
-                        f"the LLM at {config.base_url} failed {attempt + 1} times, last with: {error}; "
-                        "check that it runs, or retry later"
-                    ) from error
-                delay = _retry_after(error)
-                if delay is None:
-                    delay = config.backoff_s * (2**attempt)
-                    delay += self.rng.uniform(0, delay / 10)
-                self.stats.retries += 1
-                await asyncio.sleep(delay)
-                continue
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
-                raise FailedPrecondition(
-                    f"the LLM at {config.base_url} refused the API key ({error.status_code}); "
-                    "set OPENAI_API_KEY for the generation service"
-                ) from error
-            except openai.NotFoundError as error:
-                raise InvalidArgument(
-                    "llm.model", f"the endpoint {config.base_url} does not serve model {config.model!r}"
-                ) from error
-            except openai.APIStatusError as error:
-                raise FailedPrecondition(
-                    f"the LLM at {config.base_url} rejected the request ({error.status_code}): {error.message}"
-                ) from error
-            choices = getattr(response, "choices", None) or []
-            content = choices[0].message.content if choices and choices[0].message else None
-            return content or ""
-        raise AssertionError("unreachable")  # pragma: no cover

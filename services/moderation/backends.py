@@ -2,8 +2,9 @@
 
 The OpenAI backend sends ``omni-moderation-latest`` an array of texts per request (fewer
 requests, the same per-text results), at most ``requests_per_minute`` request starts per
-minute and ``concurrency`` in flight, and retries connection errors, 429 and 5xx with
-exponential backoff (a ``Retry-After`` header wins). A refused key, an unknown model or a
+minute and ``concurrency`` in flight, and retries under the project's one policy for OpenAI
+calls (``talklike.common.openai_calls``: connection errors, 429 and 5xx, the server's wait
+first, else exponential backoff). A refused key, an unknown model or a
 malformed reply fails at once with what to change. The key is read from the service's
 environment, never from a request.
 """
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 import openai
 from talklike.common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from talklike.common.openai_calls import call_with_retries
 from talklike.moderation.categories import CATEGORIES, Scores
 from talklike.moderation.local import LocalBackend
 from talklike.moderation.settings import ModerationSettings
@@ -55,22 +57,6 @@ class RateLimiter:
             self._next = max(now, self._next) + self.interval
         if delay > 0:
             await self._sleep(delay)
-
-
-def retry_delay(error: Exception, attempt: int, backoff_s: float, rng: random.Random) -> float:
-    """How long to wait before retry ``attempt`` (0-based): the server's Retry-After, else backoff × 2^attempt + jitter."""
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return min(max(float(value) * scale, 0.0), 60.0)
-        except ValueError:
-            continue
-    delay = backoff_s * (2**attempt)
-    return delay + rng.uniform(0, delay / 10)
 
 
 @dataclass
@@ -122,39 +108,35 @@ class OpenAIBackend:
         return [scores for batch in results for scores in batch]
 
     async def _request(self, batch: list[str]) -> list[Scores]:
-        for attempt in range(self.max_retries + 1):
-            await self._limiter.wait()
-            self.stats.requests += 1
-            try:
-                response = await self._client.moderations.create(model=self.model, input=batch)
-            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as error:
-                if attempt >= self.max_retries:
-                    raise Unavailable(
-                        f"OpenAI moderation at {self.base_url} failed {attempt + 1} times, last with: {error}; "
-                        "retry later, or lower TALKLIKE_MODERATION_OPENAI_REQUESTS_PER_MINUTE"
-                    ) from error
-                self.stats.retries += 1
-                await asyncio.sleep(retry_delay(error, attempt, self.backoff_s, self.rng))
-                continue
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
-                raise FailedPrecondition(
-                    f"OpenAI refused the API key ({error.status_code}); set a valid key in OPENAI_API_KEY "
-                    "for the moderation service"
-                ) from error
-            except openai.NotFoundError as error:
-                raise FailedPrecondition(
-                    f"OpenAI does not serve the moderation model {self.model!r}; "
-                    "set TALKLIKE_MODERATION_OPENAI_MODEL (e.g. omni-moderation-latest)"
-                ) from error
-            except openai.BadRequestError as error:
-                raise InvalidArgument("texts", f"OpenAI rejected the texts: {error.message}") from error
-            except openai.APIStatusError as error:
-                raise FailedPrecondition(
-                    f"OpenAI moderation answered {error.status_code}: {error.message}"
-                ) from error
-            self.stats.texts += len(batch)
-            return parse_results(response, len(batch))
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            response = await call_with_retries(
+                lambda: self._client.moderations.create(model=self.model, input=batch),
+                what=f"OpenAI moderation at {self.base_url}",
+                hint="retry later, or lower TALKLIKE_MODERATION_OPENAI_REQUESTS_PER_MINUTE",
+                max_retries=self.max_retries,
+                backoff_s=self.backoff_s,
+                rng=self.rng,
+                counts=self.stats,
+                before_attempt=self._limiter.wait,
+            )
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+            raise FailedPrecondition(
+                f"OpenAI refused the API key ({error.status_code}); set a valid key in OPENAI_API_KEY "
+                "for the moderation service"
+            ) from error
+        except openai.NotFoundError as error:
+            raise FailedPrecondition(
+                f"OpenAI does not serve the moderation model {self.model!r}; "
+                "set TALKLIKE_MODERATION_OPENAI_MODEL (e.g. omni-moderation-latest)"
+            ) from error
+        except openai.BadRequestError as error:
+            raise InvalidArgument("texts", f"OpenAI rejected the texts: {error.message}") from error
+        except openai.APIStatusError as error:
+            raise FailedPrecondition(
+                f"OpenAI moderation answered {error.status_code}: {error.message}"
+            ) from error
+        self.stats.texts += len(batch)
+        return parse_results(response, len(batch))
 
 
 def parse_results(response: Any, expected: int) -> list[Scores]:

@@ -78,12 +78,11 @@ from talklike.generation.drafting.gates import (
     value_count,
 )
 from talklike.generation.engine import AnswerGenerator
-from talklike.generation.llm import LlmConfig, LlmQuestionWriter, ResponseCache, api_key_for
+from talklike.generation.llm import ChatCaller, LlmConfig, ResponseCache
 from talklike.generation.packs import (
     BUILTIN_PACKS_DIR,
     LANGUAGE_RE,
     NAME_RE,
-    Pack,
     PackInvalid,
     load_pack_dir,
 )
@@ -277,9 +276,7 @@ class Drafter:
         self.cache = ResponseCache(self.draft_dir / "cache")
         self.log = DraftLog()
         self.plan = _Plan()
-        # The question writer's _ask is the one chat call with retries, backoff and mapped
-        # errors; it needs only the config and its stats (the pack is for question prompts).
-        self._caller = LlmQuestionWriter(spec.llm, self.cache, cast(Pack, None))
+        self._caller = ChatCaller(spec.llm)
         self._gate = asyncio.Semaphore(max(1, spec.llm.concurrency))
         self._client: openai.AsyncOpenAI | None = None
         self._templates_index = TextIndex()
@@ -297,12 +294,7 @@ class Drafter:
         self.draft_dir.mkdir(parents=True, exist_ok=True)
         if spec.fresh:
             shutil.rmtree(self.draft_dir / "cache", ignore_errors=True)
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key_for(spec.llm.base_url, spec.llm.api_key),
-            base_url=spec.llm.base_url,
-            max_retries=0,
-            timeout=spec.llm.timeout_s,
-        )
+        self._client = self._caller.open_client()
         try:
             await self._persona()
             await self._voice()
@@ -392,7 +384,7 @@ class Drafter:
         problem = ""
         for attempt in range(1, self.spec.malformed_retries + 2):
             async with self._gate:
-                content = await self._caller._ask(self._client, conversation, params)
+                content = await self._caller.complete(self._client, conversation, params)
             try:
                 parsed = parse(content)
             except Malformed as error:

@@ -131,7 +131,8 @@ async def test_batches_retries_and_the_mapping_of_results(
     monkeypatch.setenv(KEY_ENV, KEY)
     fake.failures = [429, 500]
     texts = [f"text {i} [hate=0.{i % 10}]" for i in range(70)]
-    async with await start(tmp_path, base_url) as srv:
+    # One request in flight: the two failures land on the first batch, whatever the scheduler does.
+    async with await start(tmp_path, base_url, openai_concurrency=1) as srv:
         reply = await moderate(srv, texts)
     assert reply.backend == "openai" and reply.model == "omni-moderation-latest"
     sizes = [len(r["input"]) for r in fake.requests]

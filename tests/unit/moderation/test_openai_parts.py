@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from talklike.common.errors import FailedPrecondition, Unavailable
-from talklike.moderation.backends import RateLimiter, openai_backend, parse_results, retry_delay
+from talklike.common.openai_calls import retry_delay
+from talklike.moderation.backends import RateLimiter, openai_backend, parse_results
 from talklike.moderation.settings import ModerationSettings
 
 
