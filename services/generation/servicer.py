@@ -17,7 +17,8 @@ from talklike.common.service import ServiceBinding
 from talklike.generation import tokens
 from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRequest, Source
 from talklike.generation.dataset import DatasetResult
-from talklike.generation.drafting.drafter import Drafter, DraftResult, build_spec, check_target
+from talklike.generation.drafting.drafter import Drafter
+from talklike.generation.drafting.spec import DraftResult, build_spec, check_target
 from talklike.generation.packs import PackEntry, describe
 from talklike.generation.settings import GenerationSettings
 from talklike.v1 import common_pb2

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from talklike.common.errors import AlreadyExists, InvalidArgument
 from talklike.generation.drafting import prompts
-from talklike.generation.drafting.drafter import build_spec, check_target, split_examples
 from talklike.generation.drafting.gates import (
     TextIndex,
     batch_budget,
@@ -21,6 +20,7 @@ from talklike.generation.drafting.gates import (
     quotas,
     slip_rules,
 )
+from talklike.generation.drafting.spec import build_spec, check_target, split_examples
 from talklike.generation.llm import LlmConfig
 from talklike.generation.packs import load_pack_dir
 
