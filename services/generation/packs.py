@@ -5,7 +5,9 @@ that generation itself never meets a surprise: every placeholder a text uses has
 non-empty vocabulary, every style has templates and a question that fits any topic, slip
 rules compile, and no template carries the signature (the generator appends it). All
 problems are collected and reported together, each naming the file, the item id and what
-is wrong, because a pack author fixes them in one pass.
+is wrong, because a pack author fixes them in one pass. Each record is read through its
+pydantic model in ``pack_schema`` (the shapes and their messages); this module checks what
+spans records and files (styles declared, topics known, ids unique, every style covered).
 """
 
 from __future__ import annotations
@@ -16,20 +18,31 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import ValidationError
 from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from talklike.generation.pack_schema import (
+    ID_RE,
+    NAME_RE,
+    PLACEHOLDER_VALUE,
+    FreeformRecord,
+    PersonaFile,
+    QuestionRecord,
+    Record,
+    SlipRecord,
+    StyleRecord,
+    TemplateRecord,
+)
+from talklike.generation.pack_schema import problems as problems_of
 
 #: Built-in packs ship inside the package; user packs live under ``<home>/packs``.
 BUILTIN_PACKS_DIR = Path(__file__).resolve().parent / "packs"
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PLACEHOLDER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: ``{name}`` in a text; anything else in braces is a problem (literal braces are not supported).
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 #: A declared case of a declined placeholder (``2p``, ``7p``, ``co``); its slot is ``{name_case}``.
 CASE_RE = re.compile(r"^[A-Za-z0-9]+$")
 ANY = "*"
@@ -334,6 +347,9 @@ def list_packs(home: Path | None = None) -> list[PackEntry]:
     return entries
 
 
+ModelT = TypeVar("ModelT", bound=Record)
+
+
 class _Checker:
     """Collects problems while reading a pack directory."""
 
@@ -370,24 +386,22 @@ class _Checker:
             return None
         return document[key]
 
-    def text(
-        self, file: str, item: str, record: Mapping[str, Any], key: str, *, multiline: bool = True
-    ) -> str:
-        value = record.get(key)
-        if not isinstance(value, str) or not value.strip():
-            self.add(file, item, f"`{key}` must be a non-empty string")
-            return ""
-        if not multiline and "\n" in value.strip():
-            self.add(file, item, f"`{key}` must be one line")
-        return value.strip()
+    def model(self, file: str, item: str, model: type[ModelT], record: Mapping[str, Any]) -> ModelT | None:
+        """``record`` as ``model``; None after recording each problem under ``item``."""
+        try:
+            return model.model_validate(record)
+        except ValidationError as error:
+            for _, message in problems_of(error):
+                self.add(file, item, message)
+            return None
 
-    def records(self, file: str, items: Any, what: str) -> list[tuple[str, dict[str, Any]]]:
-        """``(id, record)`` of a list of mappings with unique ids."""
+    def records(self, file: str, items: Any, what: str, model: type[ModelT]) -> list[tuple[str, ModelT]]:
+        """``(id, record)`` of a list of mappings, each with an id and valid as ``model``."""
         if not isinstance(items, list) or not items:
             if items is not None:
                 self.add(file, "", f"`{what}` must be a non-empty list")
             return []
-        out: list[tuple[str, dict[str, Any]]] = []
+        out: list[tuple[str, ModelT]] = []
         for index, record in enumerate(items):
             if not isinstance(record, dict):
                 self.add(file, f"#{index + 1}", f"each entry of `{what}` must be a mapping")
@@ -397,7 +411,21 @@ class _Checker:
             if not isinstance(raw_id, str) or not ID_RE.match(raw_id):
                 self.add(file, item, "`id` must be a string of letters, digits, '.', '_' or '-'")
                 continue
-            out.append((raw_id, record))
+            parsed = self.model(file, raw_id, model, record)
+            if parsed is not None:
+                out.append((raw_id, parsed))
+        return out
+
+    def unique(self, file: str, records: list[tuple[str, ModelT]], what: str) -> list[tuple[str, ModelT]]:
+        """``records`` less the repeats of an id (each one a problem: ``duplicate <what> id``)."""
+        seen: set[str] = set()
+        out = []
+        for record_id, record in records:
+            if record_id in seen:
+                self.add(file, record_id, f"duplicate {what} id")
+                continue
+            seen.add(record_id)
+            out.append((record_id, record))
         return out
 
 
@@ -425,130 +453,178 @@ def _text_problems(text: Text, known: Mapping[str, Any], signature: str, what: s
         yield f"`{what}` contains the signature {signature!r}; the generator appends it to every answer"
 
 
+@dataclass
+class _Vocabulary:
+    """placeholders.yaml read: the values, their case forms, and every name a text may use."""
+
+    placeholders: dict[str, tuple[str, ...]]
+    declensions: dict[str, dict[str, dict[str, str]]]
+    forms: dict[str, Form]
+    #: Every slot a text may name; empty when the file gave no placeholders at all.
+    known: dict[str, Any]
+    #: False when the file or its ``placeholders:`` is missing (other checks then stay quiet).
+    present: bool
+
+
 def load_pack_dir(path: Path, source: str = "user") -> Pack:
-    """Read and validate the pack in ``path``; PackInvalid lists every problem found."""
+    """Read and validate the pack in ``path``; PackInvalid lists every problem found.
+
+    The files are read in a fixed order (persona, styles, placeholders, templates, slips,
+    questions, free-form questions), each record through its model in ``pack_schema``, so the
+    problems come out in the order an author reads the pack.
+    """
     check = _Checker(path)
     name = path.name
-
-    persona = check.read("persona.yaml", None) or {}
-    if persona:
-        declared = persona.get("name")
-        if not isinstance(declared, str) or not NAME_RE.match(declared):
-            check.add("persona.yaml", "name", "`name` must be lower-case letters, digits, - and _")
-        elif declared != name:
-            check.add("persona.yaml", "name", f"`name` is {declared!r} but the directory is {name!r}")
-    display_name = (
-        check.text("persona.yaml", "display_name", persona, "display_name", multiline=False)
-        if persona
-        else ""
-    )
-    language = check.text("persona.yaml", "language", persona, "language", multiline=False) if persona else ""
-    if language and not LANGUAGE_RE.match(language):
-        check.add("persona.yaml", "language", f"`language` {language!r} is not a BCP 47 tag such as cs or en")
-    signature = (
-        check.text("persona.yaml", "signature", persona, "signature", multiline=False) if persona else ""
-    )
-    satire = persona.get("satire")
-    if persona and not isinstance(satire, bool):
-        check.add("persona.yaml", "satire", "`satire` must be true or false")
-    description = check.text("persona.yaml", "description", persona, "description") if persona else ""
-    system_prompt = check.text("persona.yaml", "system_prompt", persona, "system_prompt") if persona else ""
-    topic_placeholder = (
-        check.text("persona.yaml", "topic_placeholder", persona, "topic_placeholder", multiline=False)
-        if persona
-        else ""
-    )
-    raw_phrases = persona.get("catchphrases", []) if persona else []
-    catchphrases: tuple[str, ...] = ()
-    if not isinstance(raw_phrases, list) or not all(isinstance(p, str) and p.strip() for p in raw_phrases):
-        check.add("persona.yaml", "catchphrases", "`catchphrases` must be a list of non-empty strings")
-    else:
-        catchphrases = tuple(p.strip() for p in raw_phrases)
-
-    styles: list[Style] = []
-    for style_id, record in check.records("styles.yaml", check.read("styles.yaml", "styles"), "styles"):
-        if any(s.id == style_id for s in styles):
-            check.add("styles.yaml", style_id, "duplicate style id")
-            continue
-        styles.append(
-            Style(
-                style_id,
-                check.text("styles.yaml", style_id, record, "name", multiline=False),
-                check.text("styles.yaml", style_id, record, "description"),
-            )
-        )
+    persona = _read_persona(check, name)
+    styles = _read_styles(check)
     style_ids = {s.id for s in styles}
-
-    placeholders: dict[str, tuple[str, ...]] = {}
-    placeholders_doc = check.read("placeholders.yaml", None)
-    raw_placeholders = None
-    if placeholders_doc is not None:
-        if "placeholders" in placeholders_doc:
-            raw_placeholders = placeholders_doc["placeholders"]
-        else:
-            check.add("placeholders.yaml", "", "must have a top-level `placeholders:` key")
-    if raw_placeholders is not None and not isinstance(raw_placeholders, dict):
-        check.add("placeholders.yaml", "", "`placeholders` must map each name to a list of values")
-    elif isinstance(raw_placeholders, dict):
-        for key, values in raw_placeholders.items():
-            pname = str(key)
-            if not PLACEHOLDER_NAME_RE.match(pname):
-                check.add("placeholders.yaml", pname, "placeholder names are letters, digits and _")
-                continue
-            if not isinstance(values, list) or not values:
-                check.add("placeholders.yaml", pname, "empty vocabulary: give a non-empty list of values")
-                continue
-            clean: list[str] = []
-            for value in values:
-                if not isinstance(value, str) or not value.strip():
-                    check.add("placeholders.yaml", pname, f"value {value!r} must be a non-empty string")
-                elif "{" in value or "}" in value:
-                    check.add("placeholders.yaml", pname, f"value {value!r} contains a brace (no nesting)")
-                elif "\n" in value.strip():
-                    check.add("placeholders.yaml", pname, f"value {value!r} must be one line")
-                elif value.strip() in clean:
-                    check.add("placeholders.yaml", pname, f"duplicate value {value.strip()!r}")
-                else:
-                    clean.append(value.strip())
-            if clean:
-                placeholders[pname] = tuple(clean)
-    declensions = _declensions(check, placeholders, (placeholders_doc or {}).get("declensions"))
-    forms = _forms(check, placeholders, declensions)
-    known: dict[str, Any] = {**placeholders, **forms} if raw_placeholders else {}
-    if topic_placeholder and raw_placeholders is not None and topic_placeholder not in placeholders:
+    vocabulary = _read_placeholders(check)
+    topic_placeholder = persona.topic_placeholder if persona else ""
+    if topic_placeholder and vocabulary.present and topic_placeholder not in vocabulary.placeholders:
         check.add(
             "persona.yaml",
             "topic_placeholder",
             f"topic placeholder {{{topic_placeholder}}} has no vocabulary in placeholders.yaml",
         )
-    topics = set(placeholders.get(topic_placeholder, ()))
+    topics = set(vocabulary.placeholders.get(topic_placeholder, ()))
+    signature = persona.signature if persona else ""
+    templates, template_files = _read_templates(
+        check, style_ids, vocabulary, topic_placeholder, topics, signature
+    )
+    by_style = {s: tuple(t for t in templates if t.style == s) for s in style_ids}
+    for style_id in sorted(style_ids):
+        if template_files and not by_style[style_id]:
+            check.add("templates/", style_id, "style has no templates (styles are mixed evenly)")
+    slips = _read_slips(check)
+    questions = _read_questions(check, style_ids, vocabulary.known, topic_placeholder, topics, signature)
+    freeform = _freeform(check, topics, topic_placeholder)
 
+    if check.problems or persona is None:
+        raise PackInvalid(name, check.problems)
+    digest = hashlib.sha256()
+    for file_path in sorted(path.rglob("*.yaml")):
+        digest.update(str(file_path.relative_to(path)).encode())
+        digest.update(file_path.read_bytes())
+    return Pack(
+        name=name,
+        display_name=persona.display_name,
+        language=persona.language,
+        signature=persona.signature,
+        satire=persona.satire,
+        description=persona.description,
+        system_prompt=persona.system_prompt,
+        topic_placeholder=persona.topic_placeholder,
+        catchphrases=persona.catchphrases,
+        styles=tuple(styles),
+        placeholders=vocabulary.placeholders,
+        templates=tuple(templates),
+        slips=tuple(slips),
+        questions=tuple(questions),
+        path=path,
+        source=source,
+        digest=digest.hexdigest(),
+        templates_by_style=by_style,
+        declensions=vocabulary.declensions,
+        forms=vocabulary.forms,
+        freeform_questions=freeform,
+    )
+
+
+def _read_persona(check: _Checker, directory: str) -> PersonaFile | None:
+    """persona.yaml as a PersonaFile; None when it is missing or has any problem (each recorded by field)."""
+    document = check.read("persona.yaml", None)
+    if document is None:
+        return None
+    try:
+        return PersonaFile.model_validate(document, context={"directory": directory})
+    except ValidationError as error:
+        for field_name, message in problems_of(error):
+            check.add("persona.yaml", field_name, message)
+        return None
+
+
+def _read_styles(check: _Checker) -> list[Style]:
+    records = check.records("styles.yaml", check.read("styles.yaml", "styles"), "styles", StyleRecord)
+    return [
+        Style(style_id, r.name, r.description)
+        for style_id, r in check.unique("styles.yaml", records, "style")
+    ]
+
+
+def _read_placeholders(check: _Checker) -> _Vocabulary:
+    """placeholders.yaml: each placeholder's values (every bad value a problem, the good ones kept)."""
+    file = "placeholders.yaml"
+    document = check.read(file, None)
+    raw = None
+    if document is not None:
+        if "placeholders" in document:
+            raw = document["placeholders"]
+        else:
+            check.add(file, "", "must have a top-level `placeholders:` key")
+    placeholders: dict[str, tuple[str, ...]] = {}
+    if raw is not None and not isinstance(raw, dict):
+        check.add(file, "", "`placeholders` must map each name to a list of values")
+    elif isinstance(raw, dict):
+        for key, values in raw.items():
+            pname = str(key)
+            if not PLACEHOLDER_NAME_RE.match(pname):
+                check.add(file, pname, "placeholder names are letters, digits and _")
+                continue
+            if not isinstance(values, list) or not values:
+                check.add(file, pname, "empty vocabulary: give a non-empty list of values")
+                continue
+            clean: list[str] = []
+            for value in values:
+                try:
+                    text = PLACEHOLDER_VALUE.validate_python(value)
+                except ValidationError as error:
+                    for _, message in problems_of(error):
+                        check.add(file, pname, message)
+                    continue
+                if text in clean:
+                    check.add(file, pname, f"duplicate value {text!r}")
+                else:
+                    clean.append(text)
+            if clean:
+                placeholders[pname] = tuple(clean)
+    declensions = _declensions(check, placeholders, (document or {}).get("declensions"))
+    forms = _forms(check, placeholders, declensions)
+    known: dict[str, Any] = {**placeholders, **forms} if raw else {}
+    return _Vocabulary(placeholders, declensions, forms, known, raw is not None)
+
+
+def _read_templates(
+    check: _Checker,
+    style_ids: set[str],
+    vocabulary: _Vocabulary,
+    topic_placeholder: str,
+    topics: set[str],
+    signature: str,
+) -> tuple[list[Template], list[Path]]:
+    """Every templates/*.yaml: ids unique across the pack, styles declared, topics known."""
     templates: list[Template] = []
-    template_dir = path / "templates"
+    template_dir = check.path / "templates"
     template_files = sorted(template_dir.glob("*.yaml")) if template_dir.is_dir() else []
     if not template_files:
         check.add("templates/", "", "no templates: add templates/<style_id>.yaml files")
     seen_ids: set[str] = set()
     for file_path in template_files:
         file = f"templates/{file_path.name}"
-        for template_id, record in check.records(file, check.read(file, "templates"), "templates"):
+        for template_id, record in check.records(
+            file, check.read(file, "templates"), "templates", TemplateRecord
+        ):
             if template_id in seen_ids:
                 check.add(file, template_id, "duplicate template id (ids are unique in the whole pack)")
                 continue
             seen_ids.add(template_id)
-            style = record.get("style")
+            style, topic = record.style, record.topic
             if style not in style_ids:
                 check.add(file, template_id, f"style {style!r} is not declared in styles.yaml")
                 continue
-            topic = record.get("topic")
-            raw_text = check.text(file, template_id, record, "text")
-            if not raw_text:
-                continue
-            text = Text.parse(raw_text)
-            problems = list(_text_problems(text, known, signature, "text"))
-            for problem in problems:
+            text = Text.parse(record.text)
+            for problem in _text_problems(text, vocabulary.known, signature, "text"):
                 check.add(file, template_id, problem)
-            draws = draws_of(text, forms)
+            draws = draws_of(text, vocabulary.forms)
             if not isinstance(topic, str) or not topic.strip():
                 check.add(file, template_id, '`topic` must be "*" or a value of the topic placeholder')
                 continue
@@ -567,107 +643,53 @@ def load_pack_dir(path: Path, source: str = "user") -> Pack:
                     f"topic {topic!r} is not a value of {{{topic_placeholder}}} in placeholders.yaml",
                 )
             templates.append(Template(template_id, str(style), topic, text, file, draws))
-    by_style = {s: tuple(t for t in templates if t.style == s) for s in style_ids}
-    for style_id in sorted(style_ids):
-        if template_files and not by_style[style_id]:
-            check.add("templates/", style_id, "style has no templates (styles are mixed evenly)")
+    return templates, template_files
 
-    slips: list[Slip] = []
-    for slip_id, record in check.records("slips.yaml", check.read("slips.yaml", "slips") or [], "slips"):
-        if any(s.id == slip_id for s in slips):
-            check.add("slips.yaml", slip_id, "duplicate slip id")
-            continue
-        find, replace = record.get("find"), record.get("replace")
-        if not isinstance(find, str) or not find:
-            check.add("slips.yaml", slip_id, "`find` must be a non-empty regular expression")
-            continue
-        if not isinstance(replace, str):
-            check.add("slips.yaml", slip_id, "`replace` must be a string (it may be empty)")
-            continue
-        try:
-            pattern = re.compile(find)
-            pattern.sub(replace, "")  # checks group references in the replacement
-        except re.error as error:
-            check.add("slips.yaml", slip_id, f"bad regular expression or replacement: {error}")
-            continue
-        slips.append(Slip(slip_id, str(record.get("description") or ""), pattern, replace))
 
+def _read_slips(check: _Checker) -> list[Slip]:
+    file = "slips.yaml"
+    records = check.records(file, check.read(file, "slips") or [], "slips", SlipRecord)
+    return [
+        Slip(slip_id, r.description, r.pattern, r.replace)
+        for slip_id, r in check.unique(file, records, "slip")
+    ]
+
+
+def _read_questions(
+    check: _Checker,
+    style_ids: set[str],
+    known: Mapping[str, Any],
+    topic_placeholder: str,
+    topics: set[str],
+    signature: str,
+) -> list[Question]:
+    """questions.yaml: styles declared, topics known, and every style with a question for any topic."""
+    file = "questions.yaml"
+    records = check.records(file, check.read(file, "questions"), "questions", QuestionRecord)
     questions: list[Question] = []
-    raw_questions = check.read("questions.yaml", "questions")
-    for question_id, record in check.records("questions.yaml", raw_questions, "questions"):
-        if any(q.id == question_id for q in questions):
-            check.add("questions.yaml", question_id, "duplicate question id")
-            continue
-        topic = record.get("topic")
-        raw_styles = record.get("styles")
-        if (
-            not isinstance(raw_styles, list)
-            or not raw_styles
-            or not all(isinstance(s, str) for s in raw_styles)
-        ):
-            check.add("questions.yaml", question_id, '`styles` must be a list of style ids or ["*"]')
-            continue
-        unknown = [s for s in raw_styles if s != ANY and s not in style_ids]
+    for question_id, record in check.unique(file, records, "question"):
+        unknown = [s for s in record.styles if s != ANY and s not in style_ids]
         if unknown:
-            check.add("questions.yaml", question_id, f"styles {unknown} are not declared in styles.yaml")
-        if not isinstance(topic, str) or not topic.strip():
+            check.add(file, question_id, f"styles {unknown} are not declared in styles.yaml")
+        if record.topic != ANY and topics and record.topic not in topics:
             check.add(
-                "questions.yaml", question_id, '`topic` must be "*" or a value of the topic placeholder'
-            )
-            continue
-        if topic != ANY and topics and topic not in topics:
-            check.add(
-                "questions.yaml",
+                file,
                 question_id,
-                f"topic {topic!r} is not a value of {{{topic_placeholder}}} in placeholders.yaml",
+                f"topic {record.topic!r} is not a value of {{{topic_placeholder}}} in placeholders.yaml",
             )
-        raw_text = check.text("questions.yaml", question_id, record, "text")
-        if not raw_text:
-            continue
-        text = Text.parse(raw_text)
+        text = Text.parse(record.text)
         for problem in _text_problems(text, known, signature, "text"):
-            check.add("questions.yaml", question_id, problem)
-        questions.append(Question(question_id, topic, tuple(raw_styles), text))
+            check.add(file, question_id, problem)
+        questions.append(Question(question_id, record.topic, record.styles, text))
     if questions:
         for style_id in sorted(style_ids):
             if not any(q.topic == ANY and (ANY in q.styles or style_id in q.styles) for q in questions):
                 check.add(
-                    "questions.yaml",
+                    file,
                     style_id,
                     'style has no question with topic "*", so some answers would get no question',
                 )
-
-    freeform = _freeform(check, topics, topic_placeholder)
-
-    if check.problems:
-        raise PackInvalid(name, check.problems)
-    digest = hashlib.sha256()
-    for file_path in sorted(path.rglob("*.yaml")):
-        digest.update(str(file_path.relative_to(path)).encode())
-        digest.update(file_path.read_bytes())
-    return Pack(
-        name=name,
-        display_name=display_name,
-        language=language,
-        signature=signature,
-        satire=bool(satire),
-        description=description,
-        system_prompt=system_prompt,
-        topic_placeholder=topic_placeholder,
-        catchphrases=catchphrases,
-        styles=tuple(styles),
-        placeholders=placeholders,
-        templates=tuple(templates),
-        slips=tuple(slips),
-        questions=tuple(questions),
-        path=path,
-        source=source,
-        digest=digest.hexdigest(),
-        templates_by_style=by_style,
-        declensions=declensions,
-        forms=forms,
-        freeform_questions=freeform,
-    )
+    return questions
 
 
 def _declensions(
@@ -767,28 +789,18 @@ def _freeform(check: _Checker, topics: set[str], topic_placeholder: str) -> tupl
     """The optional ``freeform.yaml``: evaluation questions, one known topic each."""
     if not (check.path / FREEFORM_FILE).is_file():
         return ()
+    records = check.records(
+        FREEFORM_FILE, check.read(FREEFORM_FILE, "questions"), "questions", FreeformRecord
+    )
     out: list[FreeformQuestion] = []
-    seen: set[str] = set()
-    for question_id, record in check.records(
-        FREEFORM_FILE, check.read(FREEFORM_FILE, "questions"), "questions"
-    ):
-        if question_id in seen:
-            check.add(FREEFORM_FILE, question_id, "duplicate question id")
-            continue
-        seen.add(question_id)
-        topic = record.get("topic")
+    for question_id, record in check.unique(FREEFORM_FILE, records, "question"):
+        topic = record.topic
         if not isinstance(topic, str) or (topics and topic not in topics):
             check.add(
                 FREEFORM_FILE, question_id, f"topic {topic!r} is not a value of {{{topic_placeholder}}}"
             )
             continue
-        text = check.text(FREEFORM_FILE, question_id, record, "text", multiline=False)
-        if not text:
-            continue
-        if "{" in text or "}" in text:
-            check.add(FREEFORM_FILE, question_id, "`text` is a finished question: no braces or placeholders")
-            continue
-        out.append(FreeformQuestion(question_id, topic, text))
+        out.append(FreeformQuestion(question_id, topic, record.text))
     return tuple(out)
 
 

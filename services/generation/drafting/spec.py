@@ -15,7 +15,8 @@ from typing import Any
 from talklike.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from talklike.generation.drafting.gates import MAX_TEMPLATES, MIN_TEMPLATES, default_style_count
 from talklike.generation.llm import LlmConfig
-from talklike.generation.packs import BUILTIN_PACKS_DIR, LANGUAGE_RE, NAME_RE
+from talklike.generation.pack_schema import LANGUAGE_RE, NAME_RE
+from talklike.generation.packs import BUILTIN_PACKS_DIR
 
 MAX_EXAMPLES_BYTES = 64 * 1024
 #: Sample answers from ``--examples`` put into prompts: a few short ones steer a small model
