@@ -3,8 +3,8 @@
 Lines may carry the answer's ``style`` and ``topic`` beside ``messages``, and the reference
 answer either as the last (assistant) message or as ``reference`` (the generation service
 writes the question's chat and the reference beside it), so the report can break results
-down by style. A bad line is reported
-with its number, never skipped silently: an evaluation on fewer questions than the file has
+down by style. Lines are read by the shared chat-JSONL reader (``common.chat_data``); a bad line is
+reported with its number, never skipped silently: an evaluation on fewer questions than the file has
 would not be the evaluation the user asked for.
 
 ``freeform_items`` adds the pack's hand-written questions (freeform.yaml), which no template
@@ -14,10 +14,10 @@ no reference answer, tagged ``source="freeform"``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from talklike.common.chat_data.jsonl import iter_file_lines, parse_line
 from talklike.common.errors import InvalidArgument
 
 
@@ -44,28 +44,29 @@ def read_heldout(path: Path, limit: int = 0) -> list[HeldoutItem]:
             "heldout", f"{path} does not exist; generate a dataset first (it writes heldout.jsonl)"
         )
     items: list[HeldoutItem] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidArgument(
-                    "heldout", f"line {number} is not a chat example ({exc.__class__.__name__})"
-                ) from exc
-            if messages and messages[-1]["role"] == "assistant":
-                prompt, reference = messages[:-1], messages[-1]["content"]
-            else:  # the generation service's heldout.jsonl: the question's chat, the answer beside it
-                prompt, reference = messages, str(record.get("reference", ""))
-            if not prompt or prompt[-1]["role"] != "user":
-                raise InvalidArgument("heldout", f"line {number} has no user question before the answer")
-            items.append(
-                HeldoutItem(prompt, reference, str(record.get("style", "")), str(record.get("topic", "")))
-            )
-            if limit and len(items) >= limit:
-                break
+    for number, raw in iter_file_lines(path):
+        if not raw.strip():
+            continue
+        record, problems = parse_line(raw)
+        try:
+            if problems:
+                raise ValueError(problems[0][1])
+            messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidArgument(
+                "heldout", f"line {number} is not a chat example ({exc.__class__.__name__}: {exc})"
+            ) from exc
+        if messages and messages[-1]["role"] == "assistant":
+            prompt, reference = messages[:-1], messages[-1]["content"]
+        else:  # the generation service's heldout.jsonl: the question's chat, the answer beside it
+            prompt, reference = messages, str(record.get("reference", ""))
+        if not prompt or prompt[-1]["role"] != "user":
+            raise InvalidArgument("heldout", f"line {number} has no user question before the answer")
+        items.append(
+            HeldoutItem(prompt, reference, str(record.get("style", "")), str(record.get("topic", "")))
+        )
+        if limit and len(items) >= limit:
+            break
     if not items:
         raise InvalidArgument("heldout", f"{path} has no questions")
     return items

@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from talklike.common.chat_data.jsonl import (
+    BadLine,
+    ValidationReport,
+    iter_file_lines,
+    split_lines,
+    validate_lines,
+    write_outputs,
+)
 from talklike.common.errors import FailedPrecondition, InvalidArgument
 from talklike.common.paths import file_in_home
 from talklike.generation import tokens
@@ -34,14 +42,6 @@ from talklike.generation.endpoints import allowed_urls, choose_endpoint
 from talklike.generation.llm import LlmConfig
 from talklike.generation.packs import PackEntry, list_packs, load_pack
 from talklike.generation.settings import GenerationSettings
-from talklike.generation.validation import (
-    BadLine,
-    ValidationReport,
-    iter_file_lines,
-    split_lines,
-    validate_lines,
-    write_outputs,
-)
 
 DEFAULT_MAX_PROBLEMS = 1000
 

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from talklike.common.chat_data import folders
+from talklike.common.chat_data.jsonl import check_record
 from talklike.common.disk_space import check_room
-from talklike.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from talklike.common.errors import FailedPrecondition, InvalidArgument
 from talklike.common.paths import resolve_in_home
 from talklike.generation import tokens
 from talklike.generation.dedupe import DuplicateIndex, fold
@@ -38,7 +40,6 @@ from talklike.generation.engine import Answer, AnswerGenerator, Rejected
 from talklike.generation.llm import LlmConfig, LlmQuestionWriter, LlmStats, ResponseCache
 from talklike.generation.packs import Pack
 from talklike.generation.questions import QuestionPicker, split_question_pool
-from talklike.generation.validation import check_record
 
 MAX_COUNT = 1_000_000
 MAX_BATCH_SIZE = 1_000_000
@@ -107,20 +108,7 @@ def resolve_out(home: Path, raw: str, default_name: str) -> Path:
 
 def check_replaceable(out_dir: Path) -> None:
     """AlreadyExists when ``out_dir`` holds something that is not a talklike dataset."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise AlreadyExists(f"{out_dir} exists and is not a directory; choose another --out")
-    if not any(out_dir.iterdir()):
-        return
-    try:
-        stats = json.loads((out_dir / "stats.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        stats = None
-    if not isinstance(stats, dict) or stats.get(DATASET_MARKER) != 1:
-        raise AlreadyExists(
-            f"{out_dir} exists and is not a talklike dataset, so it is not replaced; choose another --out or empty it"
-        )
+    folders.check_replaceable(out_dir, "stats.json", DATASET_MARKER, "a talklike dataset")
 
 
 @dataclass
@@ -457,36 +445,9 @@ class DatasetBuilder:
                 len(stats_text.encode("utf-8")),
                 stats_text.count("\n"),
             )
-            _fsync_tree(tmp)
-            _swap_in(tmp, out)
+            folders.fsync_tree(tmp)
+            folders.swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return written
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in [*root.rglob("*"), root]:
-        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-        fd = os.open(path, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Put ``tmp`` where ``out`` is: the old directory moves aside first, and goes only after."""
-    old: Path | None = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        old.rmdir()
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from talklike.common.chat_data.jsonl import iter_file_lines, split_lines
 from talklike.common.errors import FailedPrecondition, InvalidArgument
 from talklike.common.paths import file_in_home, resolve_in_home
-from talklike.generation.validation import iter_file_lines, split_lines
 from talklike.moderation.backends import Backend, OpenAIBackend, OpenAIStats, openai_backend
 from talklike.moderation.categories import Scores, check_thresholds
 from talklike.moderation.dataset import DatasetRun, ProgressCallback, check_replaceable, moderate_dataset

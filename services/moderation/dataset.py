@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talklike.common.errors import AlreadyExists
+from talklike.common.chat_data import folders
+from talklike.common.chat_data.jsonl import BOM, BadLine, Problem, check_record, parse_line, quarantine_record
 from talklike.common.paths import atomic_write_text, atomic_writer
-from talklike.generation.validation import BOM, BadLine, Problem, check_record, parse_line, quarantine_record
 from talklike.moderation.backends import Backend
 from talklike.moderation.categories import CATEGORIES, Scores
 from talklike.moderation.policy import Policy, Preflight, preflight
@@ -83,21 +83,7 @@ class DatasetRun:
 
 def check_replaceable(out_dir: Path) -> None:
     """AlreadyExists when ``out_dir`` holds files this service did not write (they are not replaced)."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise AlreadyExists(f"{out_dir} exists and is not a directory; choose another --out")
-    if not any(out_dir.iterdir()):
-        return
-    try:
-        report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        report = None
-    if not isinstance(report, dict) or report.get(MARKER) != 1:
-        raise AlreadyExists(
-            f"{out_dir} exists and is not a moderation output, so it is not replaced; "
-            "choose another --out or empty it"
-        )
+    folders.check_replaceable(out_dir, "report.json", MARKER, "a moderation output")
 
 
 def read_lines(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talklike.generation.validation import iter_file_lines, validate_lines
+from talklike.common.chat_data.jsonl import iter_file_lines, validate_lines
 
 IGNORE = -100
 

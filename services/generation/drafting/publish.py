@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from talklike.common.chat_data.folders import fsync_tree
 from talklike.common.errors import AlreadyExists
-from talklike.generation.dataset import _fsync_tree
 from talklike.generation.drafting.gates import pack_problems, slip_rules
 from talklike.generation.drafting.spec import DraftSpec
 from talklike.generation.drafting.state import TOPIC, DraftContext, Plan
@@ -90,7 +90,7 @@ async def publish(ctx: DraftContext, draft_dir: Path, home: Path) -> Path:
         ctx.log.samples = [a.text for a in AnswerGenerator(pack, 0, slip_probability=0).generate(3)]
         await ctx.on_progress("check", 1, 1)
         await ctx.on_progress("write", 0, 1)
-        _fsync_tree(build)
+        fsync_tree(build)
         target = home / "packs" / spec.name
         move_into_place(build, target, build_root, spec.replace)
     finally:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from talklike.common.chat_data.jsonl import check_record
 from talklike.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from talklike.generation.dataset import DatasetBuilder, DatasetSpec, resolve_out, validate_numbers
 from talklike.generation.dedupe import DuplicateIndex, fold, near_keys
 from talklike.generation.engine import AnswerGenerator, slip_quota, style_schedule
 from talklike.generation.packs import list_packs, load_pack, load_pack_dir
-from talklike.generation.validation import check_record
 
 PackWriter = Callable[..., Path]
 BUILTIN = [entry.name for entry in list_packs(None)]

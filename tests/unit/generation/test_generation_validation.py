@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from talklike.generation.validation import (
+from talklike.common.chat_data.jsonl import (
     MAX_LINE_BYTES,
     check_record,
     iter_file_lines,

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from talklike.common.chat_data.jsonl import split_lines
 from talklike.common.errors import AlreadyExists
-from talklike.generation.validation import split_lines
 from talklike.moderation.categories import Scores
 from talklike.moderation.dataset import moderate_dataset
 from talklike.moderation.local import LocalBackend
