@@ -10,16 +10,18 @@ token; ``TALKLIKE_TLS_CA_FILE`` switches to TLS trusting that CA (and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from talklike.common import registry
+from talklike.common import errors, registry
 from talklike.common.auth import bearer_metadata
+from talklike.common.error_mapping import FIELD_METADATA_KEY, STATUS_BY_ERROR
 from talklike.common.errors import DeadlineExceeded, FailedPrecondition, Unavailable
 
 TOKEN_ENV = "TALKLIKE_AUTH_TOKEN"
@@ -228,3 +230,47 @@ def wait_ready(
                 f"{name} at {address_for(name)} was not ready within {timeout_s:.0f} s (health: {last})"
             )
         time.sleep(poll_s)
+
+
+T = TypeVar("T")
+
+
+class RemoteInternal(errors.TalklikeError):
+    """Another service failed in a way its error table does not name (INTERNAL, UNKNOWN...)."""
+
+
+def domain_error(error: grpc.RpcError) -> errors.TalklikeError:
+    """The domain exception a service's status stands for: the error table read backwards.
+
+    Client modules raise these, so that code calling another service catches
+    ``talklike.common.errors`` exceptions and never sees gRPC; the message is the remote's own.
+    """
+    code = error.code()
+    details = error.details() or code.name
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        trailing = dict(error.trailing_metadata() or ())
+        field = str(trailing.get(FIELD_METADATA_KEY, ""))
+        if not field and ": " in details:
+            field = details.split(": ", 1)[0]
+        return errors.InvalidArgument(field, details.removeprefix(f"{field}: "))
+    for error_class, status in STATUS_BY_ERROR:
+        if status == code:
+            remote = error_class.__new__(error_class)
+            errors.TalklikeError.__init__(remote, details)
+            return remote
+    return RemoteInternal(f"{code.name}: {details}")
+
+
+@contextlib.contextmanager
+def remote_errors() -> Iterator[None]:
+    """Inside: a failed call raises its domain exception (``domain_error``) instead of grpc.RpcError."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise domain_error(error) from error
+
+
+def each(stream: Iterable[T]) -> Iterator[T]:
+    """The messages of a server stream, a failure mid-stream raised as its domain exception."""
+    with remote_errors():
+        yield from stream

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import grpc
-from talklike.common import client
+from talklike.common.errors import FailedPrecondition
 from talklike.training.data import JobError
 
 
@@ -13,23 +12,18 @@ def ensure_free(required_bytes: int, what: str) -> str:
     Returns a line for the job's log. With no disk agent reachable nothing is asked: the
     local stack without the agent still trains (and says so).
     """
-    from talklike.v1 import disk_agent_pb2, disk_agent_pb2_grpc
+    from talklike.disk_agent import client as disk_agent
 
-    if client.health_status("disk-agent", timeout_s=0.5) != "SERVING":
-        return f"disk agent not reachable at {client.address_for('disk-agent')}: {what} proceeds without a space check"
-    with client.connect("disk-agent") as channel:
-        stub = disk_agent_pb2_grpc.DiskAgentServiceStub(channel)
-        try:
-            reply = stub.EnsureFree(
-                disk_agent_pb2.EnsureFreeRequest(required_bytes=required_bytes), timeout=120
-            )
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                raise JobError(
-                    "insufficient_disk",
-                    f"not enough free disk for {what} ({required_bytes} bytes needed): {error.details()}; "
-                    "unpin or delete models (`talklike disk status`) and retry",
-                ) from error
-            raise
-    evicted = ", ".join(e.key for e in reply.evicted) or "nothing"
+    if not disk_agent.reachable():
+        return f"disk agent not reachable at {disk_agent.address()}: {what} proceeds without a space check"
+    try:
+        with disk_agent.DiskAgentClient() as agent:
+            room = agent.ensure_free(required_bytes)
+    except FailedPrecondition as error:
+        raise JobError(
+            "insufficient_disk",
+            f"not enough free disk for {what} ({required_bytes} bytes needed): {error.message}; "
+            "unpin or delete models (`talklike disk status`) and retry",
+        ) from error
+    evicted = ", ".join(room.evicted) or "nothing"
     return f"disk agent made room for {what}: {required_bytes} bytes free (evicted {evicted})"

@@ -21,8 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import grpc
-from talklike.common.errors import FailedPrecondition
+from talklike.common.errors import FailedPrecondition, TalklikeError
 from talklike.training.data import JobError
 from talklike.training.ranks import Ranks, start, stop
 from talklike.training.store import FINISHED, JobStore
@@ -44,17 +43,18 @@ def notify_inference(adapter: str) -> str:
     Done before the job is marked succeeded, so whoever sees "succeeded" can use the adapter.
     """
     from talklike.common import client
-    from talklike.v1 import inference_pb2, inference_pb2_grpc
+    from talklike.inference.client import InferenceClient
 
     if client.health_status("inference", timeout_s=0.5) != "SERVING":
         return f"inference service not reachable at {client.address_for('inference')}: load {adapter} later (LoadAdapter)"
+    inference = InferenceClient()
     try:
-        with client.connect("inference") as channel:
-            inference_pb2_grpc.InferenceServiceStub(channel).LoadAdapter(
-                inference_pb2.LoadAdapterRequest(name=adapter), timeout=300
-            )
-    except grpc.RpcError as error:
-        return f"loading {adapter} into the inference service failed: {error.details()}"
+        with client.remote_errors():
+            inference.load_adapter(adapter)
+    except TalklikeError as error:
+        return f"loading {adapter} into the inference service failed: {error.message}"
+    finally:
+        inference.close()
     return f"adapter {adapter} loaded into the inference service"
 
 
