@@ -115,6 +115,8 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     f"{_D}SamplingParams.top_k": NumberRange(0, 1_000_000),
     f"{_D}SamplingParams.max_new_tokens": NumberRange(1, 4096, zero_is_default=True),
     f"{_D}SamplingParams.repetition_penalty": NumberRange(1, 2, zero_is_default=True),
+    f"{_D}SamplingParams.presence_penalty": NumberRange(-2, 2),
+    f"{_D}SamplingParams.frequency_penalty": NumberRange(-2, 2),
     f"{_D}GenerateRequest.time_limit_ms": NumberRange(0, 3_600_000),
     f"{_D}GenerateStreamRequest.time_limit_ms": NumberRange(0, 3_600_000),
     # disk agent

@@ -41,12 +41,16 @@ def sampling(
     seed: int | None = None,
     top_p: float = 0.0,
     repetition_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
 ) -> pb.SamplingParams:
     params = pb.SamplingParams(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
         repetition_penalty=repetition_penalty,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
     )
     if seed is not None:
         params.seed = seed

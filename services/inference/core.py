@@ -66,6 +66,9 @@ def validate_sampling(s: Sampling) -> Sampling:
         raise InvalidArgument(
             "sampling.repetition_penalty", f"must be between 1 and 2, got {s.repetition_penalty}"
         )
+    for name in ("presence_penalty", "frequency_penalty"):
+        if not -2.0 <= getattr(s, name) <= 2.0:
+            raise InvalidArgument(f"sampling.{name}", f"must be between -2 and 2, got {getattr(s, name)}")
     return s
 
 

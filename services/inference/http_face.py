@@ -60,8 +60,6 @@ UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tool_choice": (lambda v: v in (None, "none"), "tool calling is not supported"),
     "functions": (lambda v: not v, "function calling is not supported"),
     "function_call": (lambda v: v in (None, "none"), "function calling is not supported"),
-    "presence_penalty": (lambda v: v in (None, 0), "not supported; repetition is controlled by the model"),
-    "frequency_penalty": (lambda v: v in (None, 0), "not supported; repetition is controlled by the model"),
     "logit_bias": (lambda v: not v, "not supported"),
     "modalities": (lambda v: v in (None, ["text"]), "only text is served"),
     "audio": (lambda v: v is None, "only text is served"),
@@ -217,6 +215,8 @@ class HttpFace:
             stop_sequences=tuple(stop),
             seed=seed,
             repetition_penalty=1.0,
+            presence_penalty=penalty(body, "presence_penalty"),
+            frequency_penalty=penalty(body, "frequency_penalty"),
         )
         adapter = "" if model in self.base_names() else model
         return Prompt(chat=tuple(turns)), adapter, sampling, model
@@ -297,6 +297,14 @@ def number(body: dict[str, Any], field: str, default: Any, integer: bool = False
         kind = "an integer" if integer else "a number"
         raise errors.InvalidArgument(field, f"must be {kind}, got {value!r}")
     return float(value)
+
+
+def penalty(body: dict[str, Any], field: str) -> float:
+    """OpenAI's presence / frequency penalty: a number from -2 to 2 (null or absent: 0)."""
+    value = number(body, field, 0.0)
+    if not -2.0 <= value <= 2.0:
+        raise errors.InvalidArgument(field, f"must be between -2 and 2, got {value}")
+    return value
 
 
 def error_response(status: int, kind: str, message: str, param: str | None = None) -> Any:

@@ -58,6 +58,8 @@ def sampling_from(s: pb.SamplingParams) -> Sampling:
         stop_sequences=tuple(s.stop_sequences),
         seed=s.seed if s.HasField("seed") else None,
         repetition_penalty=s.repetition_penalty or 1.0,
+        presence_penalty=s.presence_penalty,
+        frequency_penalty=s.frequency_penalty,
     )
 
 

@@ -44,6 +44,9 @@ class Sampling:
     stop_sequences: tuple[str, ...] = ()
     seed: int | None = None
     repetition_penalty: float = 1.0
+    #: OpenAI / vLLM semantics: subtracted from the logits of tokens the answer holds (once / per use).
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ class SamplingParams(_message.Message):
     STOP_SEQUENCES_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     REPETITION_PENALTY_FIELD_NUMBER: _builtins.int
+    PRESENCE_PENALTY_FIELD_NUMBER: _builtins.int
+    FREQUENCY_PENALTY_FIELD_NUMBER: _builtins.int
     temperature: _builtins.float
     """Softmax temperature, 0 .. 2; 0 means greedy decoding (the default)."""
     top_p: _builtins.float
@@ -108,7 +110,18 @@ class SamplingParams(_message.Message):
     seed: _builtins.int
     """Seed for sampling, so the same request gives the same answer; unset means random."""
     repetition_penalty: _builtins.float
-    """Penalty for repeating tokens, 1 .. 2; 0 means 1 (off)."""
+    """Penalty for repeating tokens, 1 .. 2; 0 means 1 (off). Multiplicative, over the prompt's and
+    the answer's tokens (Hugging Face and vLLM semantics): it also discourages the words of the
+    question, which an answer on topic needs.
+    """
+    presence_penalty: _builtins.float
+    """Subtracted from the logit of every token the answer already holds, -2 .. 2; 0 = off (OpenAI and
+    vLLM semantics: the answer's tokens only, not the prompt's).
+    """
+    frequency_penalty: _builtins.float
+    """Subtracted from a token's logit once per time the answer already holds it, -2 .. 2; 0 = off
+    (the answer's tokens only).
+    """
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Generation stops when any of these strings appears (at most 8, each 1 .. 64 characters)."""
@@ -123,10 +136,12 @@ class SamplingParams(_message.Message):
         stop_sequences: _abc.Iterable[_builtins.str] | None = ...,
         seed: _builtins.int | None = ...,
         repetition_penalty: _builtins.float = ...,
+        presence_penalty: _builtins.float = ...,
+        frequency_penalty: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "max_new_tokens", b"max_new_tokens", "repetition_penalty", b"repetition_penalty", "seed", b"seed", "stop_sequences", b"stop_sequences", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "frequency_penalty", b"frequency_penalty", "max_new_tokens", b"max_new_tokens", "presence_penalty", b"presence_penalty", "repetition_penalty", b"repetition_penalty", "seed", b"seed", "stop_sequences", b"stop_sequences", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015

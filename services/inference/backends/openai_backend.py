@@ -77,6 +77,8 @@ class OpenAIBackend:
             messages=messages,
             temperature=s.temperature,
             top_p=s.top_p,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
             max_completion_tokens=s.max_new_tokens,
             seed=s.seed,
             stream=True,

@@ -364,6 +364,11 @@ class TransformersBackend:
             logits[seen] = torch.where(
                 values > 0, values / s.repetition_penalty, values * s.repetition_penalty
             )
+        if (s.presence_penalty or s.frequency_penalty) and row.generated:
+            if s.repetition_penalty == 1.0:
+                logits = logits.clone()  # the row's own copy: the penalty writes into it
+            ids, counts = torch.tensor(row.generated).unique(return_counts=True)
+            logits[ids] -= s.presence_penalty + s.frequency_penalty * counts.to(logits.dtype)
         if s.temperature == 0.0:
             return int(torch.argmax(logits))
         logits = logits / s.temperature

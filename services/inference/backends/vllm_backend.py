@@ -109,6 +109,8 @@ class VLLMBackend:
             max_tokens=s.max_new_tokens,
             seed=s.seed,
             repetition_penalty=s.repetition_penalty,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
             output_kind=RequestOutputKind.DELTA,
             detokenize=False,
             **extra,

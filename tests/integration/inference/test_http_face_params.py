@@ -28,7 +28,7 @@ REFUSED: dict[str, dict[str, Any]] = {
     "response_format": {"response_format": {"type": "json_object"}},
     "tools": {"tools": [TOOL]},
     "tool_choice": {"tool_choice": "required"},
-    "presence_penalty": {"presence_penalty": 0.5},
+    "presence_penalty": {"presence_penalty": 2.5},  # supported, within -2 .. 2
     "stream_options": {"stream_options": {"include_usage": True}},  # without stream: true
     "stream_options.include_obfuscation": {"stream": True, "stream_options": {"include_obfuscation": True}},
 }
@@ -64,6 +64,8 @@ async def test_unsupported_parameters_are_refused_and_usage_is_streamed(
                 n=1,
                 logprobs=False,
                 response_format={"type": "text"},
+                presence_penalty=0.5,
+                frequency_penalty=0.5,
             )
             return params, chunks, defaults
 
