@@ -157,8 +157,9 @@ def plan(compute: Compute, props: DeviceProperties | None, index: int = 0) -> Pl
         device = "cuda" if props is not None else "cpu"
     if device == "cuda" and props is None:
         raise FailedPrecondition(
-            "compute.device is cuda but the training worker sees no CUDA device; run it on a GPU node "
-            "(TALKLIKE_TRAINING_KUBERNETES_GPUS_PER_JOB with the kubernetes launcher) or use auto or cpu"
+            "compute.device is cuda but the training worker sees no CUDA device; run the service on a GPU "
+            "machine, or use the kubernetes launcher, whose Jobs ask for GPUs (TALKLIKE_TRAINING_LAUNCHER), "
+            "or set compute.device auto or cpu"
         )
     if device == "cpu":
         if compute.gpu_count > 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -106,6 +107,10 @@ class LocalLauncher:
             await self.current.wait()
 
 
-def launcher_for(settings: TrainingSettings, home: Path) -> Launcher:
-    """The launcher the settings name."""
+def launcher_for(settings: TrainingSettings, home: Path, report: Callable[[str, str], None]) -> Launcher:
+    """The launcher the settings name; ``report(job_id, message)`` adds a log event to a job."""
+    if settings.launcher == "kubernetes":
+        from talklike.training.kubernetes_launcher import KubernetesLauncher
+
+        return KubernetesLauncher(settings, home, report)
     return LocalLauncher(settings, home)

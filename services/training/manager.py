@@ -76,7 +76,7 @@ class JobManager:
         self.settings = settings
         self.home = settings.home.resolve()
         #: Starts and follows the workers (a subprocess here, or a Kubernetes Job).
-        self.launcher = launcher or launcher_for(settings, self.home)
+        self.launcher = launcher or launcher_for(settings, self.home, self._report)
         self.store = JobStore(self.home / "jobs.db")
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -101,6 +101,10 @@ class JobManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.launcher.stop()
+
+    def _report(self, job_id: str, message: str) -> None:
+        """A launcher's news about a job's worker (a pod pending, failed, replaced)."""
+        self.store.add_event(job_id, "log", self.store.get(job_id).state, message)
 
     # -- jobs -----------------------------------------------------------------------------
     def create(self, spec: JobSpec, job_backend: str) -> JobRecord:

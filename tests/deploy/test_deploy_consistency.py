@@ -59,6 +59,47 @@ def test_gpu_overlay_runs_inference_on_vllm_on_a_gpu_node(rendered: dict[str, Ob
     assert "nvidia.com/gpu" not in str(cpu_pod)
 
 
+def _one(objects: Objects, kind: str, name: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def test_gpu_overlay_trains_as_kubernetes_jobs_with_the_rbac_the_launcher_needs(
+    rendered: dict[str, Objects],
+) -> None:
+    """The Role grants every call the launcher makes, bound to the account the training pod runs as."""
+    from talklike.training.kubernetes_launcher import PERMISSIONS
+
+    gpu, cpu = rendered["gpu"], rendered["cpu"]
+    role = _one(gpu, "Role", "training-jobs")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert set(PERMISSIONS) <= granted
+    binding = _one(gpu, "RoleBinding", "training-jobs")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "training-jobs",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "training", "namespace": "talklike"}]
+    _one(gpu, "ServiceAccount", "training")
+    pod = _one(gpu, "Deployment", "training")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "training" and pod["automountServiceAccountToken"] is True
+    assert "nvidia.com/gpu" not in str(pod)  # the service itself needs no GPU: its Jobs ask for them
+    config = next(
+        o for o in gpu if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("talklike-training-")
+    )
+    assert config["data"]["TALKLIKE_TRAINING_LAUNCHER"] == "kubernetes"
+    assert config["data"]["TALKLIKE_TRAINING_KUBERNETES_IMAGE"].startswith("talklike-vllm:")
+    # The cpu overlay keeps the local launcher and mounts no token.
+    cpu_pod = _one(cpu, "Deployment", "training")["spec"]["template"]["spec"]
+    assert cpu_pod["automountServiceAccountToken"] is False
+
+
 # ---- broken copies are caught ---------------------------------------------------------------
 
 
