@@ -28,8 +28,11 @@ from aiohttp import web
 from loopback_http import serve
 from talklike.common.errors import FailedPrecondition
 from talklike.common.testing import running_service
+from talklike.training.compute import Compute
+from talklike.training.kubernetes_launcher import job_manifest
 from talklike.training.servicer import create_service
 from talklike.training.settings import TrainingSettings
+from talklike.training.spec import JobSpec
 from talklike.training.store import JobStore
 from talklike.v1 import training_pb2 as pb
 from talklike.v1 import training_pb2_grpc as pb_grpc
@@ -421,3 +424,24 @@ def test_the_kubernetes_launcher_needs_an_image(persona_home: Path) -> None:
     settings = settings_for(persona_home, "http://127.0.0.1:9").model_copy(update={"kubernetes_image": ""})
     with pytest.raises(FailedPrecondition, match="TALKLIKE_TRAINING_KUBERNETES_IMAGE"):
         create_service(settings)
+
+
+@pytest.mark.parametrize(
+    "compute",
+    [Compute(device="cpu"), Compute(device="cuda", gpu_count=4, quantization="nf4")],
+    ids=["cpu", "4-gpus"],
+)
+def test_the_job_manifest_passes_strict_validation(compute: Compute, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "http://127.0.0.1:9")
+    spec = JobSpec(
+        backend="peft",
+        dataset_path="datasets/persona/train.jsonl",
+        validation_dataset_path="",
+        base_model="tiny",
+        adapter_name="a",
+        compute=compute,
+    )
+    manifest = job_manifest(settings, Path("/data"), NAMESPACE, "job-1a2b3c4d", spec)
+    limits = manifest["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits.get("nvidia.com/gpu", 0) == (4 if compute.device == "cuda" else 0)
+    validate_strictly(manifest, tmp_path)
