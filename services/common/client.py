@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -235,6 +235,26 @@ def wait_ready(
 T = TypeVar("T")
 
 
+class ServiceClient:
+    """Base of the per-service clients: one sync channel (address, token and TLS from the
+    environment unless given), closed by ``close()`` or at the end of a ``with`` block."""
+
+    #: The service's registry name.
+    service: str
+
+    def __init__(self, channel: grpc.Channel | None = None) -> None:
+        self.channel = channel or connect(self.service)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 class RemoteInternal(errors.TalklikeError):
     """Another service failed in a way its error table does not name (INTERNAL, UNKNOWN...)."""
 
@@ -274,3 +294,25 @@ def each(stream: Iterable[T]) -> Iterator[T]:
     """The messages of a server stream, a failure mid-stream raised as its domain exception."""
     with remote_errors():
         yield from stream
+
+
+#: ``on_progress(done, total, stage)`` of a long RPC's progress events.
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def final_summary(stream: Iterable[Any], on_progress: ProgressCallback | None = None) -> Any:
+    """The ``summary`` of a progress stream (``oneof event {progress; summary}``), progress shown on the way.
+
+    Unavailable when the stream ends without one; a failed call raises its domain exception.
+    """
+    summary = None
+    for message in each(stream):
+        if message.HasField("progress"):
+            if on_progress is not None:
+                p = message.progress
+                on_progress(int(p.done), int(p.total), p.stage)
+        else:
+            summary = message.summary
+    if summary is None:
+        raise Unavailable("the service closed the stream without a summary")
+    return summary

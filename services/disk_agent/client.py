@@ -7,7 +7,6 @@ caller handles "not enough disk" (FailedPrecondition) without importing gRPC.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
 
 import grpc
 from talklike.common import client
@@ -37,11 +36,13 @@ def address() -> str:
     return client.address_for(SERVICE)
 
 
-class DiskAgentClient:
-    """Sync client over one channel (address, token and TLS from the environment)."""
+class DiskAgentClient(client.ServiceClient):
+    """Sync client of the disk-agent service."""
+
+    service = SERVICE
 
     def __init__(self, channel: grpc.Channel | None = None) -> None:
-        self.channel = channel or client.connect(SERVICE)
+        super().__init__(channel)
         self.stub = pb_grpc.DiskAgentServiceStub(self.channel)
 
     def ensure_free(self, required_bytes: int, volume: str = "", timeout_s: float = 120) -> Room:
@@ -59,14 +60,3 @@ class DiskAgentClient:
             int(reply.free_bytes),
             tuple(reply.held_back),
         )
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def __enter__(self) -> DiskAgentClient:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()

@@ -3,49 +3,41 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from talklike.common.client import connect
 from talklike.pipeline.config import PipelineConfig
 from talklike.pipeline.stages import StageFailed, StageRunner
-from talklike.v1 import training_pb2, training_pb2_grpc
 
 Progress = Callable[[str, int, int, str], None]  # stage, done, total, detail
 
 
-def follow(stage: str, stream: Iterable[Any], progress: Progress) -> Any:
-    """Show a dataset stream's progress events; return its final summary."""
-    summary = None
-    for message in stream:
-        if message.HasField("progress"):
-            p = message.progress
-            progress(stage, int(p.done), int(p.total), p.stage)
-        else:
-            summary = message.summary
-    if summary is None:
-        raise StageFailed(stage, "the service closed the stream without a summary")
-    return summary
+def _shown(stage: str, progress: Progress) -> Callable[[int, int, str], None]:
+    """A client's progress callback that feeds the pipeline's display under ``stage``."""
+
+    def show(done: int, total: int, detail: str) -> None:
+        progress(stage, done, total, detail)
+
+    return show
 
 
 def generate_stage(config: PipelineConfig, home: Path, out: Path, progress: Progress) -> dict[str, Any]:
     """The persona dataset, through GenerationService.GenerateDataset."""
-    from talklike.v1 import generation_pb2, generation_pb2_grpc
+    from talklike.generation.client import GenerationClient
 
-    stub = generation_pb2_grpc.GenerationServiceStub(connect("generation"))
-    request = generation_pb2.GenerateDatasetRequest(
-        pack=config.pack, count=config.count, seed=config.seed, out=f"pipeline-{out.name}"
-    )
-    summary = follow("generate", stub.GenerateDataset(request, timeout=600), progress)
-    directory = Path(summary.out_dir)
+    with GenerationClient() as generation:
+        dataset = generation.generate_dataset(
+            config.pack, config.count, config.seed, f"pipeline-{out.name}", _shown("generate", progress)
+        )
+    directory = Path(dataset.out_dir)
     directory = directory if directory.is_absolute() else home / directory
     return {
         "dataset_path": str(directory),
         "train_path": str(directory / "train.jsonl"),
         "heldout_path": str(directory / "heldout.jsonl"),
-        "count": int(summary.count),
+        "count": dataset.count,
     }
 
 
@@ -55,26 +47,24 @@ def moderate_stage(home: Path, train_path: Path, progress: Progress) -> dict[str
     The moderated file is what gets trained on; the run's report (report.md, removed.jsonl,
     quarantine) lies beside it under the dataset's ``moderated/``.
     """
-    from talklike.v1 import moderation_pb2, moderation_pb2_grpc
+    from talklike.moderation.client import ModerationClient
 
-    stub = moderation_pb2_grpc.ModerationServiceStub(connect("moderation"))
-    request = moderation_pb2.ModerateDatasetRequest(
-        path=str(train_path.relative_to(home)),
-        policy=moderation_pb2.ModerationPolicy(action=moderation_pb2.MODERATION_ACTION_DROP),
-    )
-    summary = follow("moderate", stub.ModerateDataset(request, timeout=600), progress)
-    moderated = Path(summary.moderated_path)
-    if not summary.kept_count:
+    with ModerationClient() as moderation:
+        result = moderation.moderate_dataset(
+            str(train_path.relative_to(home)), "drop", _shown("moderate", progress)
+        )
+    moderated = Path(result.moderated_path)
+    if not result.kept:
         raise StageFailed(
             "moderate",
-            f"nothing of {summary.line_count} lines passed moderation; see {summary.report_markdown_path}",
+            f"nothing of {result.line_count} lines passed moderation; see {result.report_markdown_path}",
         )
     return {
         "moderated_path": str(moderated if moderated.is_absolute() else home / moderated),
-        "report_path": summary.report_markdown_path,
-        "kept": int(summary.kept_count),
-        "removed": int(summary.removed_count),
-        "quarantined": int(summary.quarantined_count),
+        "report_path": result.report_markdown_path,
+        "kept": result.kept,
+        "removed": result.removed,
+        "quarantined": result.quarantined,
     }
 
 
@@ -82,35 +72,33 @@ def train_stage(
     config: PipelineConfig, home: Path, train_path: Path, val_path: Path, progress: Progress
 ) -> dict[str, Any]:
     """Create the LoRA job and follow it to the end through StreamJobEvents."""
-    stub = training_pb2_grpc.TrainingServiceStub(connect("training"))
-    request = training_pb2.CreateJobRequest(
-        dataset_path=str(train_path.relative_to(home)),
-        validation_dataset_path=str(val_path.relative_to(home)) if val_path.is_file() else "",
-        backend=training_pb2.TRAINING_BACKEND_PEFT,
-        base_model=config.base_model,
-        adapter_name=config.adapter_name,
-        hyperparameters=training_pb2.Hyperparameters(
-            max_steps=config.max_steps,
-            learning_rate=config.learning_rate,
-            batch_size=config.batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            max_sequence_tokens=config.max_sequence_tokens,
-            lora_r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            eval_interval_steps=config.eval_interval_steps,
-            early_stopping_patience=config.early_stopping_patience,
-            seed=config.seed,
-        ),
-    )
-    job = stub.CreateJob(request, timeout=60).job
-    for event in stub.StreamJobEvents(training_pb2.StreamJobEventsRequest(job_id=job.id)):
-        detail = f"loss {event.train_loss:.3f}" if event.kind == "step" else event.message[:60]
-        progress("train", event.step, event.total_steps or config.max_steps, detail)
-    job = stub.GetJob(training_pb2.GetJobRequest(job_id=job.id), timeout=30).job
-    if job.state != training_pb2.JOB_STATE_SUCCEEDED:
-        raise StageFailed(
-            "train", f"job {job.id} {training_pb2.JobState.Name(job.state)}: {job.error_message}"
+    from talklike.training.client import Hyperparameters, TrainingClient
+
+    with TrainingClient() as training:
+        job = training.create_job(
+            dataset_path=str(train_path.relative_to(home)),
+            validation_dataset_path=str(val_path.relative_to(home)) if val_path.is_file() else "",
+            base_model=config.base_model,
+            adapter_name=config.adapter_name,
+            hyperparameters=Hyperparameters(
+                max_steps=config.max_steps,
+                learning_rate=config.learning_rate,
+                batch_size=config.batch_size,
+                gradient_accumulation_steps=config.gradient_accumulation_steps,
+                max_sequence_tokens=config.max_sequence_tokens,
+                lora_r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                eval_interval_steps=config.eval_interval_steps,
+                early_stopping_patience=config.early_stopping_patience,
+                seed=config.seed,
+            ),
         )
+        for event in training.events(job.id):
+            detail = f"loss {event.train_loss:.3f}" if event.kind == "step" else event.message[:60]
+            progress("train", event.step, event.total_steps or config.max_steps, detail)
+        job = training.get_job(job.id)
+    if not job.succeeded:
+        raise StageFailed("train", f"job {job.id} {job.state}: {job.error_message}")
     return {"job_id": job.id, "adapter": config.adapter_name, "adapter_path": str(home / job.adapter_path)}
 
 
