@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from talklike.evaluation.echo import COPIES_PROMPT_FROM, COPY_RUN_WORDS
 from talklike.evaluation.realwords import NOT_LANGUAGE_BELOW
 from talklike.evaluation.scoring import AnswerScores, distinct_n, top_opening
 from talklike.evaluation.stats import (
@@ -67,7 +68,7 @@ METRICS: tuple[Metric, ...] = (
         "higher",
         "Share of answers with at least one phrase of the pack's lexicon (catchphrases, placeholder "
         "vocabularies, words its slips produce), accents and case aside; a phrase the question "
-        "already contains does not count.",
+        "already contains does not count, nor one in a run copied from the prompt.",
         lambda s: float(s.marker_count > 0),
     ),
     Metric(
@@ -99,9 +100,20 @@ METRICS: tuple[Metric, ...] = (
         "Share of answers that name the question's topic in any case form the pack declares (or a "
         "word sharing its first 5 letters, all topic words present), or that take up a content word "
         "of the question (5+ letters, not a stop word, interview boilerplate or the persona's name). "
-        "An answer that only echoes the question counts as on topic: loops and language are judged "
-        "by the metrics above.",
+        "Judged on the answer's own words: a run of 4+ words copied from the prompt does not count "
+        "(see “copies the prompt”).",
         lambda s: float(s.relevant),
+    ),
+    Metric(
+        "copy_rate",
+        "copies the prompt",
+        RATE,
+        "lower",
+        f"Share of answers of which {COPIES_PROMPT_FROM:.0%} or more of the words stand in runs of "
+        f"{COPY_RUN_WORDS}+ words copied from the prompt (the persona's system prompt and the question), "
+        "case and accents aside. An untuned base model often echoes its prompt; persona markers and "
+        "the topic are judged on the answer's own words, without those runs.",
+        lambda s: float(s.copies_prompt),
     ),
     Metric(
         "top_opening_share",

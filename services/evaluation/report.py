@@ -56,6 +56,8 @@ COLUMNS: list[tuple[str, Callable[[EvalRow], Any]]] = [
     ("relevant_before", lambda r: _flag(r.before_scores.relevant)),
     ("relevant_after", lambda r: _flag(r.after_scores.relevant)),
     ("relevant_why_after", lambda r: r.after_scores.relevance_reason),
+    ("copied_share_before", lambda r: r.before_scores.copied_share),
+    ("copied_share_after", lambda r: r.after_scores.copied_share),
     ("opening_before", lambda r: r.before_scores.opening),
     ("opening_after", lambda r: r.after_scores.opening),
     ("language_share_before", lambda r: r.before_scores.language_share),
@@ -339,6 +341,7 @@ td.answer.loop,td.answer.notlang{background:#fdf1f2}
 .badge{display:inline-block;border-radius:4px;padding:0 .35rem;margin:.15rem .25rem 0 0;font-size:.72rem;
 font-weight:600;color:#fff;background:#b3261e}
 .badge.offtopic{background:#a86b00}
+.badge.copy{background:#5b6475}
 dl.metrics dt{font-weight:600;margin-top:.5rem} dl.metrics dd{margin-left:1rem;color:#3a4150}
 img{max-width:100%;margin:.5rem 0}
 """
@@ -446,6 +449,11 @@ def badges(scores: AnswerScores) -> str:
         )
     if not scores.relevant:
         out.append('<span class="badge offtopic">off topic</span>')
+    if scores.copies_prompt:
+        out.append(
+            f'<span class="badge copy" title="{scores.copied_share:.0%} of the words copied from the prompt">'
+            "copies the prompt</span>"
+        )
     return "".join(out)
 
 

@@ -96,6 +96,7 @@ def run_eval(
     rows = []
     for number, (item, b, a) in enumerate(zip(items, before, after, strict=True)):
         verdict = judge.judge(item.question, b, a).winner if judge else ""
+        prompt_text = "\n".join(message["content"] for message in item.prompt)
         rows.append(
             EvalRow(
                 number + 1,
@@ -105,8 +106,8 @@ def run_eval(
                 item.reference,
                 b,
                 a,
-                scorer.score(b, item.question, item.topic),
-                scorer.score(a, item.question, item.topic),
+                scorer.score(b, item.question, item.topic, prompt_text),
+                scorer.score(a, item.question, item.topic, prompt_text),
                 verdict,
                 item.source,
                 scored_before.get(number),

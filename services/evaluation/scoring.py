@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from talklike.evaluation.echo import copying
 from talklike.evaluation.language import fold, language_share, words
 from talklike.evaluation.loops import loop_verdict
 from talklike.evaluation.realwords import RealWords
@@ -86,6 +87,9 @@ class AnswerScores:
     relevance_reason: str
     #: The first three words, lower-cased, punctuation aside (mode collapse: see ``opening``).
     opening: str
+    #: echo.py: the share of words in runs copied from the prompt, and whether that is most of it.
+    copied_share: float = 0.0
+    copies_prompt: bool = False
 
 
 @dataclass
@@ -106,18 +110,20 @@ class AnswerScorer:
         """The persona markers in ``text`` (folded forms)."""
         return set(self._pattern.findall(fold(text))) if self._pattern else set()
 
-    def score(self, answer: str, question: str = "", topic: str = "") -> AnswerScores:
-        """Score one answer to ``question`` about ``topic``.
+    def score(self, answer: str, question: str = "", topic: str = "", prompt: str = "") -> AnswerScores:
+        """Score one answer to ``question`` about ``topic``, asked with ``prompt`` (system + question).
 
         Markers the question already contains do not count: the held-out questions name their
         topic ("ceny energií", "Brusel"), which are pack vocabulary too, and a model that only
-        echoes the question is not talking like the persona.
+        echoes the question is not talking like the persona. Markers and topic are judged on the
+        answer's own words: runs copied from the prompt (echo.py) are left out.
         """
-        found = sorted(self.markers_in(answer) - self.markers_in(question))
+        copied = copying(answer, prompt or question)
+        found = sorted(self.markers_in(copied.own_text) - self.markers_in(question))
         verdict = language_share(answer, self.lexicon.language)
         real = self._real.share(answer)
         loop = loop_verdict(answer, self.lexicon.signature)
-        relevance = self._topics.check(answer, question, topic)
+        relevance = self._topics.check(copied.own_text, question, topic)
         return AnswerScores(
             markers_found=tuple(found),
             marker_count=len(found),
@@ -134,6 +140,8 @@ class AnswerScorer:
             relevant=relevance.relevant,
             relevance_reason=relevance.reason,
             opening=opening(answer),
+            copied_share=copied.copied_share,
+            copies_prompt=copied.copies_prompt,
         )
 
 
@@ -205,6 +213,7 @@ class SideSummary:
     not_language_rate: float
     loop_rate: float
     relevance_rate: float
+    copy_rate: float
     top_opening: str
     top_opening_share: float
 
@@ -232,6 +241,7 @@ def summarize(answers: Sequence[str], scores: Sequence[AnswerScores]) -> SideSum
         not_language_rate=mean(float(s.not_language) for s in scores),
         loop_rate=mean(float(s.loop) for s in scores),
         relevance_rate=mean(float(s.relevant) for s in scores),
+        copy_rate=mean(float(s.copies_prompt) for s in scores),
         top_opening=first,
         top_opening_share=starts / count if count else 0.0,
     )
