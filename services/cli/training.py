@@ -14,6 +14,19 @@ from talklike.v1 import training_pb2_grpc as pb_grpc
 SERVICE = "training"
 jobs_app = typer.Typer(help="Fine-tuning jobs: list, show, cancel, follow.", no_args_is_help=True)
 BACKENDS = {"peft": pb.TRAINING_BACKEND_PEFT, "openai": pb.TRAINING_BACKEND_OPENAI}
+DEVICES = {
+    "": pb.COMPUTE_DEVICE_UNSPECIFIED,
+    "auto": pb.COMPUTE_DEVICE_AUTO,
+    "cpu": pb.COMPUTE_DEVICE_CPU,
+    "cuda": pb.COMPUTE_DEVICE_CUDA,
+}
+PRECISIONS = {
+    "auto": pb.COMPUTE_PRECISION_UNSPECIFIED,
+    "fp32": pb.COMPUTE_PRECISION_FP32,
+    "bf16": pb.COMPUTE_PRECISION_BF16,
+    "fp16": pb.COMPUTE_PRECISION_FP16,
+}
+QUANTIZATIONS = {"none": pb.COMPUTE_QUANTIZATION_UNSPECIFIED, "4bit": pb.COMPUTE_QUANTIZATION_NF4}
 
 
 def stub() -> pb_grpc.TrainingServiceStub:
@@ -91,6 +104,43 @@ def train(
     ] = None,
     eval_every: Annotated[int, typer.Option(help="PEFT: evaluate every N steps; 0 = 10.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed (0 = 0 for PEFT, OpenAI's choice for OpenAI).")] = 0,
+    gradient_accumulation_steps: Annotated[
+        int,
+        typer.Option(
+            help="PEFT: micro-batches of --batch-size summed into one step (the memory of one); 0 = 1."
+        ),
+    ] = 0,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="PEFT: auto (CUDA when the worker sees a GPU, else the CPU), cpu or cuda; "
+            "empty = the service's TALKLIKE_TRAINING_DEVICE."
+        ),
+    ] = "",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="PEFT on CUDA: auto (bf16 where the GPU supports it, else fp16 with a gradient scaler), "
+            "bf16, fp16 or fp32. The CPU trains in fp32."
+        ),
+    ] = "auto",
+    quantize: Annotated[
+        str,
+        typer.Option(
+            help="PEFT on CUDA: none, or 4bit (QLoRA: the base in bitsandbytes NF4 with double "
+            "quantization; needs the bitsandbytes package where the worker runs)."
+        ),
+    ] = "none",
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option(
+            help="PEFT: recompute activations in the backward pass (less memory, ~1/3 more compute)."
+        ),
+    ] = False,
+    gpus: Annotated[
+        int,
+        typer.Option(help="PEFT on CUDA: data-parallel GPUs on one node (torchrun), up to 16; 0 = 1."),
+    ] = 0,
     merged: Annotated[bool, typer.Option(help="PEFT: also export the merged model (for vLLM).")] = False,
     follow: Annotated[bool, typer.Option(help="Follow the job until it finishes.")] = True,
 ) -> None:
@@ -98,9 +148,26 @@ def train(
 
     Options left at 0 take the service's defaults. Each option names the backend that uses it;
     the service refuses an option the chosen backend cannot use instead of dropping it.
+
+    Where a PEFT job runs is the training service's launcher (TALKLIKE_TRAINING_LAUNCHER): local
+    runs the worker beside the service, on that machine's CPU or GPUs; kubernetes runs it as a
+    Kubernetes Job on a GPU node (the gpu overlay). Before the model loads on a GPU, the worker
+    estimates the memory the job needs (weights at the precision, LoRA and optimizer state,
+    activations at --batch-size x --max-tokens) and, when it would not fit in the GPU's free
+    memory, fails the job with the numbers and the setting that would fit (e.g.
+    --gradient-checkpointing, a smaller --batch-size with more --gradient-accumulation-steps, or
+    --quantize 4bit).
     """
     if backend not in BACKENDS:
         fail(f"unknown backend {backend!r}", "use --backend peft or --backend openai")
+    choices = (
+        (device, DEVICES, "--device"),
+        (precision, PRECISIONS, "--precision"),
+        (quantize, QUANTIZATIONS, "--quantize"),
+    )
+    for value, known, option in choices:
+        if value not in known:
+            fail(f"unknown {option} {value!r}", f"use one of {', '.join(v for v in known if v)}")
     request = pb.CreateJobRequest(
         dataset_path=dataset,
         backend=BACKENDS[backend],
@@ -119,6 +186,14 @@ def train(
             lora_target_modules=target or [],
             eval_interval_steps=eval_every,
             seed=seed,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+        ),
+        compute=pb.ComputeOptions(
+            device=DEVICES[device],
+            precision=PRECISIONS[precision],
+            quantization=QUANTIZATIONS[quantize],
+            gradient_checkpointing=gradient_checkpointing,
+            gpu_count=gpus,
         ),
     )
     with rpc_errors(SERVICE):
@@ -150,6 +225,19 @@ def list_jobs(limit: Annotated[int, typer.Option(help="Most jobs to show.")] = 2
     )
 
 
+def _compute(c: pb.ComputeOptions) -> str:
+    """A job's compute options in a line, e.g. "cuda, bf16, 4bit, gradient checkpointing, 2 GPUs"."""
+    parts = [
+        {v: k for k, v in DEVICES.items()}.get(c.device) or "service default",
+        {v: k for k, v in PRECISIONS.items()}[c.precision],
+        {v: k for k, v in QUANTIZATIONS.items()}[c.quantization],
+    ]
+    if c.gradient_checkpointing:
+        parts.append("gradient checkpointing")
+    parts.append("CPU" if c.device == pb.COMPUTE_DEVICE_CPU else f"{c.gpu_count or 1} GPU(s)")
+    return ", ".join(parts)
+
+
 @jobs_app.command("show")
 def show(job_id: str) -> None:
     """One job in detail."""
@@ -166,6 +254,7 @@ def show(job_id: str) -> None:
         ("train loss", f"{job.train_loss:.4f}"),
         ("eval loss", f"{job.eval_loss:.4f}"),
         ("adapter path", job.adapter_path),
+        ("compute", _compute(job.compute) if job.HasField("compute") else ""),
         ("error", f"{job.error_code} {job.error_message}".strip()),
     ]
     console.print(table(["field", "value"], rows, title=job.id, markup=False))

@@ -4,6 +4,7 @@ training service on loopback (its worker a real subprocess training the tiny mod
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import time
 from collections.abc import AsyncIterator
@@ -119,3 +120,28 @@ async def test_cancel_a_running_job_then_show_list_and_follow_it(service: Runnin
     assert unknown.exit_code == 1 and "job-nope" in unknown.output and "Traceback" not in unknown.output
     bad = await talklike(service, "train", DATASET, "--backend", "gpu")
     assert bad.exit_code == 1 and "unknown backend 'gpu'" in bad.output
+
+
+async def test_train_explains_and_checks_device_precision_quantization(service: RunningService) -> None:
+    """No job runs here: the help, a bad choice, and 4-bit where bitsandbytes is missing."""
+    helped = await talklike(service, "train", "--help")
+    for words in (
+        "--device",
+        "--precision",
+        "--quantize",
+        "--gpus",
+        "--gradient-checkpointing",
+        "TALKLIKE_TRAINING_LAUNCHER",
+    ):
+        assert words in helped.output, words
+    bad = await talklike(service, "train", DATASET, "--base-model", "tiny", "--precision", "int8")
+    assert bad.exit_code == 1 and "unknown --precision 'int8'" in bad.output
+    cpu_4bit = await talklike(
+        service, "train", DATASET, "--base-model", "tiny", "--device", "cpu", "--quantize", "4bit"
+    )
+    assert (
+        cpu_4bit.exit_code == 1 and "compute.quantization: 4-bit quantization needs CUDA" in cpu_4bit.output
+    )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing = await talklike(service, "train", DATASET, "--base-model", "tiny", "--quantize", "4bit")
+        assert missing.exit_code == 1 and "bitsandbytes" in missing.output
