@@ -13,22 +13,34 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 from talklike.common import errors
 from talklike.common.auth import AUTH_METADATA_KEY, token_matches
+from talklike.common.error_mapping import clip, status_for
 from talklike.inference.core import InferenceCore, StreamEvent
 from talklike.inference.settings import InferenceSettings
 from talklike.inference.types import ChatTurn, Prompt, Sampling, StopReason
 
-#: Domain error → (HTTP status, OpenAI error type).
-HTTP_ERRORS: dict[type[errors.TalklikeError], tuple[int, str]] = {
-    errors.InvalidArgument: (400, "invalid_request_error"),
-    errors.NotFound: (404, "not_found_error"),
-    errors.PermissionDenied: (403, "permission_error"),
-    errors.FailedPrecondition: (400, "invalid_request_error"),
-    errors.ResourceExhausted: (429, "rate_limit_error"),
-    errors.DeadlineExceeded: (504, "timeout_error"),
-    errors.Unavailable: (503, "service_unavailable"),
+#: gRPC status (from the one error table, ``error_mapping.status_for``, by isinstance) → (HTTP
+#: status, OpenAI error type), so a domain error reads the same on both faces, subclasses included.
+HTTP_ERRORS: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
+    grpc.StatusCode.ALREADY_EXISTS: (409, "conflict_error"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
+    grpc.StatusCode.FAILED_PRECONDITION: (400, "invalid_request_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
+    grpc.StatusCode.CANCELLED: (499, "cancelled"),
 }
+
+
+def http_error(exc: errors.TalklikeError) -> tuple[int, str]:
+    """(HTTP status, OpenAI error type) of a domain error; 500 server_error for one the table does not name."""
+    return HTTP_ERRORS.get(status_for(exc), (500, "server_error"))
+
+
 FINISH_REASONS = {
     StopReason.MAX_TOKENS: "length",
     StopReason.EOS: "stop",
@@ -128,8 +140,8 @@ class HttpFace:
             try:
                 return await handler(request)
             except errors.TalklikeError as exc:
-                status, kind = HTTP_ERRORS.get(type(exc), (500, "server_error"))
-                return error_response(status, kind, exc.message, getattr(exc, "field", None))
+                status, kind = http_error(exc)
+                return error_response(status, kind, clip(exc.message), getattr(exc, "field", None))
 
         app = web.Application(middlewares=[auth_and_errors])
         app.router.add_get("/v1/models", self.models)
