@@ -13,32 +13,35 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from talklike.common import errors
 from talklike.common.auth import AUTH_METADATA_KEY, token_matches
-from talklike.common.error_mapping import clip, status_for
+from talklike.common.error_mapping import STATUS_BY_ERROR, clip
 from talklike.inference.core import InferenceCore, StreamEvent
 from talklike.inference.settings import InferenceSettings
 from talklike.inference.types import ChatTurn, Prompt, Sampling, StopReason
 
-#: gRPC status (from the one error table, ``error_mapping.status_for``, by isinstance) → (HTTP
-#: status, OpenAI error type), so a domain error reads the same on both faces, subclasses included.
-HTTP_ERRORS: dict[grpc.StatusCode, tuple[int, str]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
-    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
-    grpc.StatusCode.ALREADY_EXISTS: (409, "conflict_error"),
-    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
-    grpc.StatusCode.FAILED_PRECONDITION: (400, "invalid_request_error"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
-    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
-    grpc.StatusCode.CANCELLED: (499, "cancelled"),
+#: Each class of the one error table (``error_mapping.STATUS_BY_ERROR``) → (HTTP status, OpenAI
+#: error type); looked up by isinstance in the table's order, as the gRPC side does, so a domain
+#: error reads the same on both faces, subclasses included.
+HTTP_ERRORS: dict[type[errors.TalklikeError], tuple[int, str]] = {
+    errors.InvalidArgument: (400, "invalid_request_error"),
+    errors.NotFound: (404, "not_found_error"),
+    errors.AlreadyExists: (409, "conflict_error"),
+    errors.PermissionDenied: (403, "permission_error"),
+    errors.FailedPrecondition: (400, "invalid_request_error"),
+    errors.ResourceExhausted: (429, "rate_limit_error"),
+    errors.DeadlineExceeded: (504, "timeout_error"),
+    errors.Unavailable: (503, "service_unavailable"),
+    errors.Cancelled: (499, "cancelled"),
 }
 
 
 def http_error(exc: errors.TalklikeError) -> tuple[int, str]:
     """(HTTP status, OpenAI error type) of a domain error; 500 server_error for one the table does not name."""
-    return HTTP_ERRORS.get(status_for(exc), (500, "server_error"))
+    for error_class, _ in STATUS_BY_ERROR:
+        if isinstance(exc, error_class):
+            return HTTP_ERRORS[error_class]
+    return 500, "server_error"
 
 
 FINISH_REASONS = {

@@ -34,5 +34,5 @@ def test_each_domain_error_has_its_http_status(
     assert http_error(error) == expected
 
 
-def test_every_status_of_the_grpc_table_has_an_http_status() -> None:
-    assert {code for _, code in STATUS_BY_ERROR} == set(HTTP_ERRORS)
+def test_every_class_of_the_error_table_has_an_http_status() -> None:
+    assert {error_class for error_class, _ in STATUS_BY_ERROR} == set(HTTP_ERRORS)
