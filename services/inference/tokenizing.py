@@ -34,3 +34,27 @@ class ChatTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+
+class TokenizerMethods:
+    """``encode``/``encode_text``/``decode`` of a backend whose ChatTokenizer is set by ``start()``.
+
+    The transformers and vLLM backends tokenize the same way (the model's own chat template),
+    so they share these instead of each writing them.
+    """
+
+    tokens: ChatTokenizer | None = None
+
+    def _tok(self) -> ChatTokenizer:
+        if self.tokens is None:
+            raise RuntimeError("the backend has not been started")
+        return self.tokens
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        return self._tok().encode(prompt)
+
+    def encode_text(self, text: str) -> list[int]:
+        return self._tok().encode_text(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tok().decode(ids)

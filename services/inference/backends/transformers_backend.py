@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from talklike.inference.batching import PrefillRow, RunningBatch, kept_columns, layer_windows, prefill_inputs
 from talklike.inference.prefix_cache import PrefixCache, PrefixFinder
 from talklike.inference.settings import InferenceSettings
-from talklike.inference.tokenizing import ChatTokenizer
-from talklike.inference.types import Chunk, GenerationRequest, Prompt, Sampling, ScoreResult, StopReason
+from talklike.inference.tokenizing import ChatTokenizer, TokenizerMethods
+from talklike.inference.types import Chunk, GenerationRequest, Sampling, ScoreResult, StopReason
 
 if TYPE_CHECKING:
     from talklike.inference.metrics import InferenceMetrics
@@ -80,7 +80,7 @@ def default_torch_threads() -> int:
     return max(1, usable - 1)
 
 
-class TransformersBackend:
+class TransformersBackend(TokenizerMethods):
     """transformers + PEFT on CPU (or any torch device)."""
 
     name = "transformers"
@@ -143,21 +143,6 @@ class TransformersBackend:
         if self._engine is not None:
             await asyncio.to_thread(self._engine.join)
             self._engine = None
-
-    # -- tokens -------------------------------------------------------------------------
-    def _tok(self) -> ChatTokenizer:
-        if self.tokens is None:
-            raise RuntimeError("the backend has not been started")
-        return self.tokens
-
-    def encode(self, prompt: Prompt) -> list[int]:
-        return self._tok().encode(prompt)
-
-    def encode_text(self, text: str) -> list[int]:
-        return self._tok().encode_text(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self._tok().decode(ids)
 
     # -- generation ---------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:

@@ -15,17 +15,17 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 from talklike.common.errors import FailedPrecondition
 from talklike.inference.settings import InferenceSettings
-from talklike.inference.tokenizing import ChatTokenizer
-from talklike.inference.types import Chunk, GenerationRequest, Prompt, ScoreResult, StopReason
+from talklike.inference.tokenizing import ChatTokenizer, TokenizerMethods
+from talklike.inference.types import Chunk, GenerationRequest, ScoreResult, StopReason
 
 
-class VLLMBackend:
+class VLLMBackend(TokenizerMethods):
     """vLLM's AsyncLLM serving the base model and hot-loaded LoRA adapters."""
 
     name = "vllm"
@@ -80,20 +80,6 @@ class VLLMBackend:
         if self.engine is not None:
             self.engine.shutdown()
             self.engine = None
-
-    def _tok(self) -> ChatTokenizer:
-        if self.tokens is None:
-            raise RuntimeError("the backend has not been started")
-        return self.tokens
-
-    def encode(self, prompt: Prompt) -> list[int]:
-        return self._tok().encode(prompt)
-
-    def encode_text(self, text: str) -> list[int]:
-        return self._tok().encode_text(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self._tok().decode(ids)
 
     def _sampling(self, request: GenerationRequest | None, **extra: Any) -> Any:
         from vllm import SamplingParams
