@@ -95,6 +95,17 @@ def validate_prompt(prompt: Prompt, field: str = "input") -> Prompt:
     return prompt
 
 
+@dataclass(frozen=True)
+class BaseModel:
+    """The base model being served (ListModels, the HTTP face's /v1/models)."""
+
+    source: str
+    name: str
+    sha256: str
+    backend: str
+    max_context_tokens: int
+
+
 class InferenceCore:
     """One backend, the adapter store, admission control and metrics."""
 
@@ -126,10 +137,24 @@ class InferenceCore:
         for name in filter(None, (n.strip() for n in self.settings.preload_adapters.split(","))):
             await self.load_adapter(name, "")
 
+    async def close(self) -> None:
+        """Release the backend (the model, its engine threads)."""
+        await self.backend.close()
+
     @property
     def max_context_tokens(self) -> int:
         own = self.backend.max_context_tokens
         return min(own, self.settings.max_context_tokens) if self.settings.max_context_tokens else own
+
+    def base_model(self) -> BaseModel:
+        """What serves requests without an adapter: the configured source and what the backend loaded."""
+        return BaseModel(
+            source=self.settings.base_model,
+            name=self.backend.model_name,
+            sha256=self.backend.model_sha256,
+            backend=self.backend.name,
+            max_context_tokens=self.max_context_tokens,
+        )
 
     # -- adapters -----------------------------------------------------------------------
     async def load_adapter(self, name: str, path: str) -> adapters.LoadedAdapter:
@@ -175,9 +200,13 @@ class InferenceCore:
         """``encode(value)`` on the tokenizer thread, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._tokenizer_thread, encode, value)
 
+    async def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids of the prompt as the model sees it (its chat template), whatever its length."""
+        return await self.tokenize(self.backend.encode, prompt)
+
     async def prompt_ids(self, prompt: Prompt, max_new_tokens: int = 0) -> list[int]:
         """Token ids of the prompt; InvalidArgument stating both counts when it is too long."""
-        ids = await self.tokenize(self.backend.encode, prompt)
+        ids = await self.encode_prompt(prompt)
         limit = self.max_context_tokens
         if len(ids) + max_new_tokens > limit:
             room = f" plus max_new_tokens {max_new_tokens}" if max_new_tokens else ""

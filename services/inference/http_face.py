@@ -129,7 +129,7 @@ class HttpFace:
         self._runner: Any = None
 
     def base_names(self) -> set[str]:
-        return {self.settings.base_model, self.core.backend.model_name}
+        return {self.settings.base_model, self.core.base_model().name}
 
     def app(self) -> Any:
         from aiohttp import web
@@ -182,7 +182,7 @@ class HttpFace:
         created = int(time.time())
         data = [
             {
-                "id": self.core.backend.model_name,
+                "id": self.core.base_model().name,
                 "object": "model",
                 "created": created,
                 "owned_by": "talklike",
@@ -194,7 +194,7 @@ class HttpFace:
                 "object": "model",
                 "created": int(a.loaded_at),
                 "owned_by": "talklike",
-                "parent": self.core.backend.model_name,
+                "parent": self.core.base_model().name,
             }
             for name, a in sorted(self.core.adapters.items())
         ]

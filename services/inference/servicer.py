@@ -139,21 +139,21 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
     async def Tokenize(self, request: pb.TokenizeRequest, context: Any) -> pb.TokenizeResponse:
         # Validated as Generate validates its input: ``Tokenize {}`` is refused, not 0 tokens.
-        ids = await self.core.tokenize(self.core.backend.encode, validate_prompt(self._input(request)))
+        ids = await self.core.encode_prompt(validate_prompt(self._input(request)))
         reply = pb.TokenizeResponse(token_count=len(ids), max_context_tokens=self.core.max_context_tokens)
         if request.include_token_ids:
             reply.token_ids.extend(ids)
         return reply
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
-        backend = self.core.backend
+        base = self.core.base_model()
         return pb.ListModelsResponse(
             base=pb.BaseModelInfo(
-                source=self.core.settings.base_model,
-                name=backend.model_name,
-                sha256=backend.model_sha256,
-                backend=backend.name,
-                max_context_tokens=self.core.max_context_tokens,
+                source=base.source,
+                name=base.name,
+                sha256=base.sha256,
+                backend=base.backend,
+                max_context_tokens=base.max_context_tokens,
             ),
             adapters=[adapter_pb(a) for a in sorted(self.core.adapters.values(), key=lambda a: a.name)],
         )
@@ -186,7 +186,7 @@ def create_service(settings: InferenceSettings) -> ServiceBinding:
 
     async def stop() -> None:
         await face.stop()
-        await core.backend.close()
+        await core.close()
 
     return ServiceBinding(
         full_name=settings.full_name,
