@@ -38,6 +38,9 @@ from talklike.generation.dataset import (
     resolve_out,
     validate_numbers,
 )
+from talklike.generation.drafting.drafter import Drafter
+from talklike.generation.drafting.spec import DraftResult, DraftSpec, check_target
+from talklike.generation.drafting.state import ProgressCallback as DraftProgress
 from talklike.generation.endpoints import allowed_urls, choose_endpoint
 from talklike.generation.llm import LlmConfig
 from talklike.generation.packs import PackEntry, list_packs, load_pack
@@ -87,12 +90,24 @@ class CostResult:
 
 
 @dataclass
+class GenerationCounts:
+    """What the service has made since it started (its Prometheus counters)."""
+
+    runs: int = 0
+    examples: int = 0
+    drafts: int = 0
+
+
+@dataclass
 class GenerationCore:
-    """What the RPCs do."""
+    """What the RPCs do, and the state they share: the runs and drafts in progress, the counts."""
 
     settings: GenerationSettings
     #: Output directories being written by a run now; a second run into one is refused.
     busy: set[Path] = field(default_factory=set)
+    #: Pack names being drafted now; a second draft of one is refused.
+    drafting: set[str] = field(default_factory=set)
+    counts: GenerationCounts = field(default_factory=GenerationCounts)
 
     @property
     def home(self) -> Path:
@@ -120,7 +135,7 @@ class GenerationCore:
         val = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
         heldout = DEFAULT_HELDOUT if heldout_count is None else heldout_count
         validate_numbers(count, batch, slip, val, heldout)
-        llm_config = self._llm_config(llm) if llm is not None else None
+        llm_config = self.llm_config(llm) if llm is not None else None
         loaded = load_pack(pack, self.home)
         out_dir = resolve_out(self.home, out, f"{loaded.name}-{count}-s{seed}")
         check_replaceable(out_dir)  # refuse before the work, not after it
@@ -147,10 +162,34 @@ class GenerationCore:
             )
         self.busy.add(out_dir)
         task = asyncio.create_task(builder.run(on_progress))
-        task.add_done_callback(lambda _: self.busy.discard(out_dir))
+
+        def finished(done: asyncio.Task[DatasetResult]) -> None:
+            self.busy.discard(out_dir)
+            if not done.cancelled() and done.exception() is None:
+                self.counts.runs += 1
+                self.counts.examples += done.result().stats["count"]
+
+        task.add_done_callback(finished)
         return task
 
-    def _llm_config(self, llm: LlmRequest) -> LlmConfig:
+    def start_draft(self, spec: DraftSpec, on_progress: DraftProgress) -> asyncio.Task[DraftResult]:
+        """Start drafting ``spec`` as a task; a taken name, or one being drafted now, is refused first."""
+        check_target(self.home, spec.name, spec.replace)
+        if spec.name in self.drafting:
+            raise FailedPrecondition(f"pack {spec.name!r} is being drafted right now; wait for that draft")
+        self.drafting.add(spec.name)
+        task = asyncio.create_task(Drafter(spec, self.home, on_progress).run())
+
+        def finished(done: asyncio.Task[DraftResult]) -> None:
+            self.drafting.discard(spec.name)
+            if not done.cancelled() and done.exception() is None:
+                self.counts.drafts += 1
+
+        task.add_done_callback(finished)
+        return task
+
+    def llm_config(self, llm: LlmRequest) -> LlmConfig:
+        """The LLM settings of a request: its endpoint checked against the allowed ones, the service's defaults."""
         s = self.settings
         endpoint = choose_endpoint(
             llm.base_url,

@@ -11,14 +11,12 @@ from typing import Any
 import grpc
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
-from talklike.common.errors import FailedPrecondition
 from talklike.common.progress import ProgressRelay
 from talklike.common.service import ServiceBinding
 from talklike.generation import tokens
 from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRequest, Source
 from talklike.generation.dataset import DatasetResult
-from talklike.generation.drafting.drafter import Drafter
-from talklike.generation.drafting.spec import DraftResult, build_spec, check_target
+from talklike.generation.drafting.spec import DraftResult, build_spec
 from talklike.generation.packs import PackEntry, describe
 from talklike.generation.settings import GenerationSettings
 from talklike.v1 import common_pb2
@@ -138,11 +136,6 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     def __init__(self, core: GenerationCore) -> None:
         self.core = core
-        self.runs = 0
-        self.examples = 0
-        self.drafts = 0
-        #: Pack names being drafted now; a second draft of one is refused.
-        self.drafting: set[str] = set()
 
     async def ListPacks(self, request: pb.ListPacksRequest, context: Any) -> pb.ListPacksResponse:
         entries = await asyncio.to_thread(self.core.packs)
@@ -177,8 +170,6 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             async for progress in reports:
                 yield pb.GenerateDatasetResponse(progress=progress)
         result = task.result()
-        self.runs += 1
-        self.examples += result.stats["count"]
         stats_json = (result.out_dir / "stats.json").read_text(encoding="utf-8")
         yield pb.GenerateDatasetResponse(summary=summary_pb(result, stats_json))
 
@@ -235,7 +226,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             name=request.name,
             description=request.description,
             template_count=request.template_count,
-            llm=lambda: self.core._llm_config(
+            llm=lambda: self.core.llm_config(
                 LlmRequest(
                     base_url=request.llm.base_url,
                     model=request.llm.model,
@@ -252,35 +243,29 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             fresh=request.fresh,
             satire=request.satire,
         )
-        home = self.core.home
-        check_target(home, spec.name, spec.replace)
-        if spec.name in self.drafting:
-            raise FailedPrecondition(f"pack {spec.name!r} is being drafted right now; wait for that draft")
         relay = ProgressRelay()
-        self.drafting.add(spec.name)
-        task = asyncio.create_task(Drafter(spec, home, relay.report).run())
-        task.add_done_callback(lambda _: self.drafting.discard(spec.name))
+        task = self.core.start_draft(spec, relay.report)
         async with aclosing(relay.follow(task)) as reports:  # a caller that goes away stops the LLM calls
             async for progress in reports:
                 yield pb.DraftPackResponse(progress=progress)
         result = task.result()
-        self.drafts += 1
         yield pb.DraftPackResponse(summary=draft_summary_pb(result))
 
 
 class GenerationCollector(Collector):
     """Runs and examples generated since the service started."""
 
-    def __init__(self, servicer: GenerationServicer) -> None:
-        self.servicer = servicer
+    def __init__(self, core: GenerationCore) -> None:
+        self.core = core
 
     def collect(self) -> Iterator[Any]:
-        yield CounterMetricFamily("talklike_generation_runs", "Datasets generated.", value=self.servicer.runs)
+        counts = self.core.counts
+        yield CounterMetricFamily("talklike_generation_runs", "Datasets generated.", value=counts.runs)
         yield CounterMetricFamily(
-            "talklike_generation_examples", "Examples written to datasets.", value=self.servicer.examples
+            "talklike_generation_examples", "Examples written to datasets.", value=counts.examples
         )
         yield CounterMetricFamily(
-            "talklike_generation_drafts", "Persona packs drafted and published.", value=self.servicer.drafts
+            "talklike_generation_drafts", "Persona packs drafted and published.", value=counts.drafts
         )
 
 
@@ -300,5 +285,5 @@ def create_service(settings: GenerationSettings) -> ServiceBinding:
         full_name=settings.full_name,
         register=register,
         on_start=[preload_tokenizer],
-        collectors=[GenerationCollector(servicer)],
+        collectors=[GenerationCollector(core)],
     )
