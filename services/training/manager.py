@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from talklike.common.errors import FailedPrecondition
+from talklike.common.errors import FailedPrecondition, InvalidArgument
 from talklike.training.data import JobError, dataset_language, encode_all, read_examples
 from talklike.training.launcher import Launcher, launcher_for
 from talklike.training.settings import TrainingSettings
@@ -69,6 +69,11 @@ def validate_job(home: Path, spec: JobSpec, check_disk: bool = True) -> str:
     return "; ".join(notes)
 
 
+#: Jobs ListJobs returns without a limit, and at most.
+DEFAULT_LISTED_JOBS = 50
+MAX_LISTED_JOBS = 1000
+
+
 class JobManager:
     """Queue, worker, cancel, resume."""
 
@@ -107,6 +112,21 @@ class JobManager:
         self.store.add_event(job_id, "log", self.store.get(job_id).state, message)
 
     # -- jobs -----------------------------------------------------------------------------
+    @property
+    def model_roots(self) -> list[Path]:
+        """Folders outside the data home a base model may come from (setting ``model_roots``)."""
+        return [Path(r.strip()) for r in self.settings.model_roots.split(",") if r.strip()]
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job ``job_id``; NotFound when there is none."""
+        return self.store.get(job_id)
+
+    def recent(self, limit: int = 0) -> list[JobRecord]:
+        """The newest jobs, at most ``limit`` (0: 50); InvalidArgument over MAX_LISTED_JOBS."""
+        if limit > MAX_LISTED_JOBS:
+            raise InvalidArgument("limit", f"must be at most {MAX_LISTED_JOBS}")
+        return self.store.recent(limit or DEFAULT_LISTED_JOBS)
+
     def create(self, spec: JobSpec, job_backend: str) -> JobRecord:
         job = self.store.create(job_backend, spec.to_dict())
         if not spec.adapter_name:

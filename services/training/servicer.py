@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -177,7 +176,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             adapter_name=request.adapter_name,
             hyperparameters=hyperparameters_from(request.hyperparameters, backend),
             export_merged=request.export_merged,
-            model_roots=[Path(r.strip()) for r in self.manager.settings.model_roots.split(",") if r.strip()],
+            model_roots=self.manager.model_roots,
             given_fields=given_fields(request),
             compute=compute_from(request.compute, self.manager.settings.device)
             if backend == "peft"
@@ -186,13 +185,10 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         return pb.CreateJobResponse(job=job_pb(self.manager.create(spec, spec.backend)))
 
     async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=job_pb(self.manager.store.get(request.job_id)))
+        return pb.GetJobResponse(job=job_pb(self.manager.get(request.job_id)))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
-        limit = request.limit or 50
-        if limit > 1000:
-            raise InvalidArgument("limit", "must be at most 1000")
-        return pb.ListJobsResponse(jobs=[job_pb(j) for j in self.manager.store.recent(limit)])
+        return pb.ListJobsResponse(jobs=[job_pb(j) for j in self.manager.recent(request.limit)])
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Any) -> pb.CancelJobResponse:
         return pb.CancelJobResponse(job=job_pb(await self.manager.cancel(request.job_id)))
