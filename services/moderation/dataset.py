@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,14 @@ class DatasetRun:
     flagged: int
     texts: int
     bad: list[BadLine]
-    category_stats: list[dict[str, Any]]
+    category_stats: list[CategoryStat]
     input_preflight: Preflight
     output_preflight: Preflight
+    #: The backend and model that scored the texts, and the policy's action (drop or annotate).
+    backend: str
+    model: str
+    action: str
+    #: report.json's content, as written.
     report: dict[str, Any]
     elapsed_s: float
 
@@ -173,21 +178,37 @@ def flagged_record(example: Example) -> dict[str, Any]:
     }
 
 
-def category_stats(examples: Sequence[Example], policy: Policy) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class CategoryStat:
+    """One category over a run: its threshold, the examples over it, those the backend flagged, the scores."""
+
+    category: str
+    threshold: float
+    violations: int
+    backend_flagged: int
+    max_score: float
+    mean_score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row of report.json's ``categories``."""
+        return asdict(self)
+
+
+def category_stats(examples: Sequence[Example], policy: Policy) -> list[CategoryStat]:
     """Per category: threshold, violating examples, backend-flagged examples, max and mean score."""
     count = len(examples)
     out = []
     for name in CATEGORIES:
         scores = [e.scores[name] for e in examples]
         out.append(
-            {
-                "category": name,
-                "threshold": policy.thresholds[name],
-                "violations": sum(1 for e in examples if name in e.violations),
-                "backend_flagged": sum(1 for e in examples if name in e.backend_flags),
-                "max_score": round(max(scores, default=0.0), 4),
-                "mean_score": round(sum(scores) / count, 6) if count else 0.0,
-            }
+            CategoryStat(
+                category=name,
+                threshold=policy.thresholds[name],
+                violations=sum(1 for e in examples if name in e.violations),
+                backend_flagged=sum(1 for e in examples if name in e.backend_flags),
+                max_score=round(max(scores, default=0.0), 4),
+                mean_score=round(sum(scores) / count, 6) if count else 0.0,
+            )
         )
     return out
 
@@ -295,7 +316,7 @@ async def moderate_dataset(
         },
         "invariant": f"kept {len(kept)} + removed {len(removed)} + quarantined {len(bad)} = lines {line_count}",
         "preflight": {"input": input_check.as_dict(), "output": output_check.as_dict()},
-        "categories": stats,
+        "categories": [row.as_dict() for row in stats],
         "worst_examples": worst_examples(examples, worst_count),
         "quarantined": [
             {"line_number": p.line_number, "field_path": p.field_path, "reason": p.reason}
@@ -328,6 +349,9 @@ async def moderate_dataset(
         category_stats=stats,
         input_preflight=input_check,
         output_preflight=output_check,
+        backend=backend.name,
+        model=backend.model,
+        action=policy.action,
         report=report,
         elapsed_s=elapsed,
     )

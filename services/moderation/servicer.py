@@ -72,7 +72,6 @@ def preflight_pb(check: Preflight) -> pb.PreflightCheck:
 
 
 def summary_pb(run: DatasetRun) -> pb.ModerationSummary:
-    report = run.report
     return pb.ModerationSummary(
         out_dir=str(run.out_dir),
         moderated_path=str(run.paths["moderated"]),
@@ -87,19 +86,19 @@ def summary_pb(run: DatasetRun) -> pb.ModerationSummary:
         flagged_count=run.flagged,
         categories=[
             pb.CategoryStats(
-                category=row["category"],
-                threshold=row["threshold"],
-                violation_count=row["violations"],
-                backend_flagged_count=row["backend_flagged"],
-                max_score=row["max_score"],
-                mean_score=row["mean_score"],
+                category=row.category,
+                threshold=row.threshold,
+                violation_count=row.violations,
+                backend_flagged_count=row.backend_flagged,
+                max_score=row.max_score,
+                mean_score=row.mean_score,
             )
             for row in run.category_stats
         ],
         input_preflight=preflight_pb(run.input_preflight),
         output_preflight=preflight_pb(run.output_preflight),
-        backend=report["backend"],
-        model=report["model"],
+        backend=run.backend,
+        model=run.model,
         text_count=run.texts,
         problems=[
             common_pb2.LineProblem(line_number=p.line_number, reason=p.reason, field_path=p.field_path)
@@ -107,9 +106,7 @@ def summary_pb(run: DatasetRun) -> pb.ModerationSummary:
             for p in line.problems
         ][:SUMMARY_PROBLEMS],
         elapsed_ms=int(run.elapsed_s * 1000),
-        action=pb.MODERATION_ACTION_ANNOTATE
-        if report["policy"]["action"] == "annotate"
-        else pb.MODERATION_ACTION_DROP,
+        action=pb.MODERATION_ACTION_ANNOTATE if run.action == "annotate" else pb.MODERATION_ACTION_DROP,
     )
 
 
