@@ -167,7 +167,7 @@ class GenerationCore:
             self.busy.discard(out_dir)
             if not done.cancelled() and done.exception() is None:
                 self.counts.runs += 1
-                self.counts.examples += done.result().stats["count"]
+                self.counts.examples += done.result().figures.count
 
         task.add_done_callback(finished)
         return task

@@ -129,11 +129,32 @@ class Example:
 
 
 @dataclass
+class DatasetFigures:
+    """A run's headline numbers, typed (the summary a caller gets; stats.json holds them all)."""
+
+    count: int
+    #: Examples per style id, in the pack's order.
+    styles: dict[str, int]
+    language_error_rate: float
+    templates_used: int
+    train_count: int
+    val_count: int
+    heldout_count: int
+    duplicates_removed: int
+    llm_question_count: int
+    template_question_count: int
+    #: Tokens of every example.
+    tokens: tokens.TokenStats
+
+
+@dataclass
 class DatasetResult:
     """What a run produced."""
 
     out_dir: Path
     files: dict[str, tuple[Path, int, int]]
+    figures: DatasetFigures
+    #: stats.json's content, as written.
     stats: dict[str, Any]
     elapsed_s: float
 
@@ -320,10 +341,10 @@ class DatasetBuilder:
                 )
         enc = tokens.encoding_for(spec.token_model)
         counts = tokens.count_many(enc, messages)
-        stats = self.stats(examples, counts, val, heldout_info, enc.name)
+        figures, stats = self.stats(examples, counts, val, heldout_info, enc.name)
         files = self.write(examples, messages, val, heldout_rows, stats)
         await on_progress("write", len(files), len(files))
-        return DatasetResult(spec.out_dir, files, stats, time.perf_counter() - started)
+        return DatasetResult(spec.out_dir, files, figures, stats, time.perf_counter() - started)
 
     def stats(
         self,
@@ -332,7 +353,8 @@ class DatasetBuilder:
         val: set[int],
         heldout_info: dict[str, Any],
         encoding_name: str,
-    ) -> dict[str, Any]:
+    ) -> tuple[DatasetFigures, dict[str, Any]]:
+        """The run's headline figures, and stats.json's content (which repeats them among the rest)."""
         spec = self.spec
         pack = spec.pack
         n = len(examples)
@@ -342,7 +364,20 @@ class DatasetBuilder:
         near = sum(1 for r in self.rejected if r.reason.startswith("near"))
         train_counts = [c for i, c in enumerate(counts) if i not in val]
         val_counts = [c for i, c in enumerate(counts) if i in val]
-        return {
+        figures = DatasetFigures(
+            count=n,
+            styles={s: styles.get(s, 0) for s in pack.style_ids},
+            language_error_rate=round(sum(slips.values()) / n, 4),
+            templates_used=len({e.answer.template_id for e in examples}),
+            train_count=n - len(val),
+            val_count=len(val),
+            heldout_count=heldout_info["count"],
+            duplicates_removed=len(self.rejected),
+            llm_question_count=sources.get("llm", 0),
+            template_question_count=sources.get("template", 0) + sources.get("template-fallback", 0),
+            tokens=tokens.TokenStats.of(encoding_name, counts),
+        )
+        return figures, {
             DATASET_MARKER: 1,
             "pack": {
                 "name": pack.name,
@@ -351,31 +386,35 @@ class DatasetBuilder:
                 "signature": pack.signature,
             },
             "seed": spec.seed,
-            "count": n,
+            "count": figures.count,
             "batch_size": spec.batch_size,
             "slip_probability": spec.slip_probability,
             "val_fraction": spec.val_fraction,
-            "styles": {s: styles.get(s, 0) for s in pack.style_ids},
+            "styles": figures.styles,
             "style_shares": {s: round(styles.get(s, 0) / n, 4) for s in pack.style_ids},
-            "language_error_rate": round(sum(slips.values()) / n, 4),
+            "language_error_rate": figures.language_error_rate,
             "slips": dict(sorted(slips.items())),
-            "templates_used": len({e.answer.template_id for e in examples}),
+            "templates_used": figures.templates_used,
             "templates_available": len(pack.templates),
             "topics": dict(sorted(Counter(e.answer.topic for e in examples).items())),
             "signature_endings": sum(1 for e in examples if e.answer.text.endswith("\n" + pack.signature)),
             "questions": {
                 "mode": "llm" if spec.llm is not None else "templates",
                 "templates_used": len({e.question_id for e in examples if e.question_id}),
-                "from_llm": sources.get("llm", 0),
-                "from_templates": sources.get("template", 0) + sources.get("template-fallback", 0),
+                "from_llm": figures.llm_question_count,
+                "from_templates": figures.template_question_count,
                 "llm": self.llm_stats.as_dict() if self.llm_stats is not None else None,
             },
             "duplicates_removed": {"exact": len(self.rejected) - near, "near": near},
-            "split": {"train": n - len(val), "val": len(val), "heldout": heldout_info["count"]},
+            "split": {
+                "train": figures.train_count,
+                "val": figures.val_count,
+                "heldout": figures.heldout_count,
+            },
             "heldout": heldout_info,
             "tokens": {
                 "model": spec.token_model,
-                "all": tokens.TokenStats.of(encoding_name, counts).as_dict(),
+                "all": figures.tokens.as_dict(),
                 "train": tokens.TokenStats.of(encoding_name, train_counts).as_dict(),
                 "val": tokens.TokenStats.of(encoding_name, val_counts).as_dict(),
             },

@@ -63,36 +63,24 @@ def token_stats_pb(stats: tokens.TokenStats) -> pb.TokenStats:
 
 
 def summary_pb(result: DatasetResult, stats_json: str) -> pb.DatasetSummary:
-    stats = result.stats
-    all_tokens = stats["tokens"]["all"]
+    figures = result.figures
     return pb.DatasetSummary(
         out_dir=str(result.out_dir),
         files=[
             pb.DatasetFile(name=name, path=str(path), size_bytes=size, line_count=lines)
             for name, (path, size, lines) in result.files.items()
         ],
-        count=stats["count"],
-        styles=stats["styles"],
-        language_error_rate=stats["language_error_rate"],
-        templates_used=stats["templates_used"],
-        train_count=stats["split"]["train"],
-        val_count=stats["split"]["val"],
-        heldout_count=stats["split"]["heldout"],
-        duplicates_removed=sum(stats["duplicates_removed"].values()),
-        llm_question_count=stats["questions"]["from_llm"],
-        template_question_count=stats["questions"]["from_templates"],
-        tokens=token_stats_pb(
-            tokens.TokenStats(
-                encoding=all_tokens["encoding"],
-                examples=all_tokens["examples"],
-                total=all_tokens["total"],
-                minimum=all_tokens["min"],
-                maximum=all_tokens["max"],
-                mean=all_tokens["mean"],
-                p50=all_tokens["p50"],
-                p95=all_tokens["p95"],
-            )
-        ),
+        count=figures.count,
+        styles=figures.styles,
+        language_error_rate=figures.language_error_rate,
+        templates_used=figures.templates_used,
+        train_count=figures.train_count,
+        val_count=figures.val_count,
+        heldout_count=figures.heldout_count,
+        duplicates_removed=figures.duplicates_removed,
+        llm_question_count=figures.llm_question_count,
+        template_question_count=figures.template_question_count,
+        tokens=token_stats_pb(figures.tokens),
         stats_json=stats_json,
         elapsed_ms=int(result.elapsed_s * 1000),
     )

@@ -21,5 +21,5 @@ async def test_a_finished_run_is_counted_and_a_busy_output_refused(tmp_path: Pat
     with pytest.raises(FailedPrecondition, match="another run is writing"):
         core.start(core.prepare(pack="puffington", count=30, seed=2, out="counted"), _progress)
     result = await task
-    assert core.counts == GenerationCounts(runs=1, examples=result.stats["count"], drafts=0)
+    assert core.counts == GenerationCounts(runs=1, examples=result.figures.count, drafts=0)
     assert not core.busy
