@@ -87,27 +87,26 @@ def summary_pb(result: DatasetResult, stats_json: str) -> pb.DatasetSummary:
 
 
 def draft_summary_pb(result: DraftResult) -> pb.DraftSummary:
-    report = result.report
-    calls = report["calls"]
+    figures = result.figures
     return pb.DraftSummary(
         name=result.name,
         pack_path=str(result.pack_path),
         draft_dir=str(result.draft_dir),
         report_path=str(result.report_path),
-        requested_template_count=report["requested_templates"],
-        template_count=report["templates"],
-        shortfall_count=report["shortfall"],
-        templates_per_style={style: row["templates"] for style, row in report["styles"].items()},
-        question_count=report["questions"],
-        placeholder_count=len(report["placeholders"]),
-        placeholder_value_count=sum(report["placeholders"].values()),
-        llm_request_count=calls["requests"],
-        cache_hit_count=calls["cache_hits"],
-        transport_retry_count=calls["transport_retries"],
-        malformed_answer_count=calls["malformed_answers"],
-        rejected_item_count=report["rejected"]["count"],
-        rejected_by_reason=report["rejected"]["by_reason"],
-        report_json=json.dumps(report, ensure_ascii=False),
+        requested_template_count=figures.requested_template_count,
+        template_count=figures.template_count,
+        shortfall_count=figures.shortfall_count,
+        templates_per_style=figures.templates_per_style,
+        question_count=figures.question_count,
+        placeholder_count=len(figures.placeholder_values),
+        placeholder_value_count=sum(figures.placeholder_values.values()),
+        llm_request_count=figures.llm_request_count,
+        cache_hit_count=figures.cache_hit_count,
+        transport_retry_count=figures.transport_retry_count,
+        malformed_answer_count=figures.malformed_answer_count,
+        rejected_item_count=figures.rejected_item_count,
+        rejected_by_reason=figures.rejected_by_reason,
+        report_json=json.dumps(result.report, ensure_ascii=False),
         elapsed_ms=int(result.elapsed_s * 1000),
     )
 

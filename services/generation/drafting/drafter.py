@@ -45,7 +45,7 @@ from talklike.generation.drafting.card import (
     draft_voice,
 )
 from talklike.generation.drafting.publish import publish
-from talklike.generation.drafting.report import build_report, write_report
+from talklike.generation.drafting.report import build_report, draft_figures, write_report
 from talklike.generation.drafting.spec import DraftFailed, DraftResult, DraftSpec, check_target
 from talklike.generation.drafting.state import DraftContext, DraftLog, Plan, ProgressCallback
 from talklike.generation.drafting.texts import draft_questions, draft_templates
@@ -122,6 +122,7 @@ class Drafter:
             pack_path,
             self.draft_dir,
             self.draft_dir / "report.json",
+            draft_figures(spec, self.plan, self.log, self._caller.stats),
             self._last_report,
             time.monotonic() - self._started,
         )

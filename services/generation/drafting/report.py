@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,45 @@ from talklike.generation.drafting.state import DraftLog, Plan
 from talklike.generation.llm import LlmStats
 
 STEPS = ("persona", "voice", "styles", "topics", "placeholders", "vocabulary", "templates", "questions")
+
+
+@dataclass(frozen=True)
+class DraftFigures:
+    """A draft's headline numbers, typed (the summary a caller gets; report.json holds them all)."""
+
+    requested_template_count: int
+    template_count: int
+    templates_per_style: dict[str, int]
+    question_count: int
+    placeholder_values: dict[str, int]
+    llm_request_count: int
+    transport_retry_count: int
+    cache_hit_count: int
+    malformed_answer_count: int
+    rejected_item_count: int
+    rejected_by_reason: dict[str, int]
+
+    @property
+    def shortfall_count(self) -> int:
+        return max(0, self.requested_template_count - self.template_count)
+
+
+def draft_figures(spec: DraftSpec, plan: Plan, log: DraftLog, stats: LlmStats) -> DraftFigures:
+    """The numbers of a draft so far, from its plan, log and call counts."""
+    reasons = Counter(r.category for r in log.items)
+    return DraftFigures(
+        requested_template_count=spec.template_count,
+        template_count=sum(len(v) for v in plan.templates.values()),
+        templates_per_style={s["id"]: len(plan.templates.get(s["id"], [])) for s in plan.styles},
+        question_count=len(plan.questions),
+        placeholder_values={name: len(values) for name, values in plan.vocab.items()},
+        llm_request_count=stats.requests,
+        transport_retry_count=stats.retries,
+        cache_hit_count=log.cache_hits,
+        malformed_answer_count=log.malformed,
+        rejected_item_count=len(log.items),
+        rejected_by_reason=dict(reasons.most_common()),
+    )
 
 
 def build_report(
@@ -32,8 +72,7 @@ def build_report(
     pack_path: Path | None,
 ) -> dict[str, Any]:
     """report.json's content: the request, what was kept per style, the calls, what was rejected."""
-    accepted = sum(len(v) for v in plan.templates.values())
-    reasons = Counter(r.category for r in log.items)
+    figures = draft_figures(spec, plan, log, stats)
     return {
         "name": spec.name,
         "status": status,
@@ -47,29 +86,29 @@ def build_report(
             "items_per_call": spec.llm.batch_size,
             "malformed_retries": spec.malformed_retries,
         },
-        "requested_templates": spec.template_count,
-        "templates": accepted,
-        "shortfall": max(0, spec.template_count - accepted) if status == "written" else None,
+        "requested_templates": figures.requested_template_count,
+        "templates": figures.template_count,
+        "shortfall": figures.shortfall_count if status == "written" else None,
         "styles": {
             s["id"]: {
                 "name": s["name"],
                 "requested": plan.quota.get(s["id"], 0),
-                "templates": len(plan.templates.get(s["id"], [])),
+                "templates": figures.templates_per_style[s["id"]],
                 "calls": plan.style_calls.get(s["id"], 0),
             }
             for s in plan.styles
         },
-        "questions": len(plan.questions),
-        "placeholders": {name: len(values) for name, values in plan.vocab.items()},
+        "questions": figures.question_count,
+        "placeholders": figures.placeholder_values,
         "calls": {
-            "requests": stats.requests,
-            "transport_retries": stats.retries,
-            "cache_hits": log.cache_hits,
-            "malformed_answers": log.malformed,
+            "requests": figures.llm_request_count,
+            "transport_retries": figures.transport_retry_count,
+            "cache_hits": figures.cache_hit_count,
+            "malformed_answers": figures.malformed_answer_count,
             "steps_failed": sum(1 for s in log.steps if not s["ok"]),
             "steps": len(log.steps),
         },
-        "rejected": {"count": len(log.items), "by_reason": dict(reasons.most_common())},
+        "rejected": {"count": figures.rejected_item_count, "by_reason": figures.rejected_by_reason},
         "notes": log.notes,
         "samples": log.samples,
         "elapsed_s": round(elapsed_s, 3),

@@ -10,13 +10,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from talklike.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from talklike.generation.drafting.gates import MAX_TEMPLATES, MIN_TEMPLATES, default_style_count
 from talklike.generation.llm import LlmConfig
 from talklike.generation.pack_schema import LANGUAGE_RE, NAME_RE
 from talklike.generation.packs import BUILTIN_PACKS_DIR
+
+if TYPE_CHECKING:
+    from talklike.generation.drafting.report import DraftFigures
 
 MAX_EXAMPLES_BYTES = 64 * 1024
 #: Sample answers from ``--examples`` put into prompts: a few short ones steer a small model
@@ -137,5 +140,7 @@ class DraftResult:
     pack_path: Path
     draft_dir: Path
     report_path: Path
+    figures: DraftFigures
+    #: report.json's content, as written.
     report: dict[str, Any]
     elapsed_s: float
