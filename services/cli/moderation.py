@@ -17,18 +17,13 @@ from google.protobuf.json_format import MessageToDict
 from rich.text import Text
 from talklike.cli.output import console, fail, follow_stream, progress, rpc_errors, table
 from talklike.common.client import connect
-from talklike.common.errors import TalklikeError
 from talklike.common.paths import data_home
-from talklike.moderation.categories import CATEGORIES
-from talklike.moderation.evaluation import LabelledText, evaluate, load_set, markdown_table, select
 from talklike.v1 import common_pb2
 from talklike.v1 import moderation_pb2 as pb
 from talklike.v1 import moderation_pb2_grpc as pb_grpc
 from typer.core import TyperGroup
 
 SERVICE = "moderation"
-#: Texts per Moderate call from `eval` (the service's default limit is 4,096).
-EVAL_BATCH = 500
 BACKENDS: dict[str, pb.ModerationBackend.ValueType] = {
     "": pb.MODERATION_BACKEND_UNSPECIFIED,
     "local": pb.MODERATION_BACKEND_LOCAL,
@@ -250,7 +245,7 @@ def text(
                     "text": t,
                     "flagged": r.flagged,
                     "policy_violations": list(r.policy_violations),
-                    "category_scores": {c: r.category_scores[c] for c in CATEGORIES},
+                    "category_scores": dict(r.category_scores),  # in the service's (OpenAI's) order
                     "reasons": list(r.reasons),
                 }
                 for t, r in zip(texts, reply.results, strict=True)
@@ -281,7 +276,8 @@ def eval_command(
     split: Annotated[str, typer.Option(help="dev (tuned on), test (not tuned on) or all.")] = "all",
     lang: Annotated[str, typer.Option(help="cs, en or all.")] = "all",
     set_file: Annotated[
-        Path | None, typer.Option("--set", help="A labelled JSONL set in the same format.")
+        Path | None,
+        typer.Option("--set", help="A labelled JSONL set in the same format, inside the data home."),
     ] = None,
     errors: Annotated[bool, typer.Option("--errors", help="List the texts the backend got wrong.")] = False,
     markdown: Annotated[
@@ -290,78 +286,116 @@ def eval_command(
     as_json: JsonOption = False,
 ) -> None:
     """Precision and recall per category of a backend on the labelled set shipped with talklike."""
-    try:
-        texts: list[LabelledText] = select(
-            load_set(set_file), "" if split == "all" else split, "" if lang == "all" else lang
-        )
-    except TalklikeError as error:
-        fail(error.message, "check --split, --lang and --set")
-    if not texts:
-        fail("no labelled texts match", "widen --split or --lang")
-    client = stub()
-    flags: list[dict[str, bool]] = []
-    scores: list[dict[str, float]] = []
-    model = ""
+    set_path = ""
+    if set_file is not None:
+        home = data_home(None)
+        set_path = _home_path(set_file, home)
+        if not set_path:
+            fail(f"{set_file} is not inside the data home {home}", "put the labelled set under the data home")
     with progress(transient=True) as bar:
-        task = bar.add_task("eval", total=len(texts))
-        for start in range(0, len(texts), EVAL_BATCH):
-            chunk = texts[start : start + EVAL_BATCH]
-            reply = client.Moderate(
-                pb.ModerateRequest(texts=[t.text for t in chunk], backend=_backend(backend))
+        bar.add_task("eval", total=None)
+        reply = stub().EvaluateBackend(
+            pb.EvaluateBackendRequest(
+                backend=_backend(backend),
+                split="" if split == "all" else split,
+                lang="" if lang == "all" else lang,
+                set_path=set_path,
             )
-            model = f"{reply.backend} ({reply.model})"
-            flags += [dict(r.categories) for r in reply.results]
-            scores += [dict(r.category_scores) for r in reply.results]
-            bar.advance(task, len(chunk))
-    report = evaluate(texts, flags, scores)
-    title = f"{model} on {len(texts)} labelled texts (split {split}, lang {lang})"
+        )
+    model = f"{reply.backend} ({reply.model})"
+    rows = [*reply.categories, reply.any_flagged, reply.any_policy]
+    title = f"{model} on {reply.text_count} labelled texts (split {split}, lang {lang})"
     if as_json:
-        console.print_json(data={"backend": model, "split": split, "lang": lang, **report.as_dict()})
+        console.print_json(data={"backend": model, "split": split, "lang": lang, **_evaluation_dict(reply)})
         return
     if markdown:
-        console.print(f"{title}\n\n{markdown_table(report)}", markup=False, highlight=False)
+        console.print(f"{title}\n\n{_markdown(rows)}", markup=False, highlight=False)
         return
-    rows: list[tuple[Any, ...]] = [
-        (name, c.support, _pct(c.precision), _pct(c.recall), c.fp) for name, c in report.per_category.items()
-    ]
-    rows.append(
-        (
-            "any (flagged)",
-            report.any_flagged.support,
-            _pct(report.any_flagged.precision),
-            _pct(report.any_flagged.recall),
-            report.any_flagged.fp,
-        )
-    )
-    rows.append(
-        (
-            "any (policy thresholds)",
-            report.any_policy.support,
-            _pct(report.any_policy.precision),
-            _pct(report.any_policy.recall),
-            report.any_policy.fp,
-        )
-    )
     console.print(
         table(
-            ["category", "support", "precision", "recall", "false positives"], rows, title=title, markup=False
+            ["category", "support", "precision", "recall", "false positives"],
+            [
+                (r.category, _support(r), _pct(_precision(r)), _pct(_recall(r)), r.false_positive_count)
+                for r in rows
+            ],
+            title=title,
+            markup=False,
         )
     )
     alarms = ", ".join(
-        f"{kind} {n} of {report.kinds[kind]}" for kind, n in report.false_alarms_by_kind.items()
+        f"{kind} {n} of {reply.kind_counts[kind]}" for kind, n in reply.false_alarm_counts.items()
     )
     console.print(
         f"texts over the policy's thresholds that should not be: {alarms}", markup=False, highlight=False
     )
-    if errors and report.errors:
+    if errors and reply.misses:
         console.print(
             table(
                 ["id", "missed", "extra", "text"],
-                [(e["id"], ", ".join(e["missed"]), ", ".join(e["extra"]), e["text"]) for e in report.errors],
+                [(m.id, ", ".join(m.missed), ", ".join(m.extra), m.text) for m in reply.misses],
                 title="wrong",
                 markup=False,
             )
         )
+
+
+def _support(row: pb.CategoryEvaluation) -> int:
+    return row.true_positive_count + row.false_negative_count
+
+
+def _precision(row: pb.CategoryEvaluation) -> float | None:
+    return row.precision if row.HasField("precision") else None
+
+
+def _recall(row: pb.CategoryEvaluation) -> float | None:
+    return row.recall if row.HasField("recall") else None
+
+
+def _markdown(rows: list[pb.CategoryEvaluation]) -> str:
+    """The per-category table as Markdown (for the README); the two ``any`` rows in bold."""
+    lines = ["| category | support | precision | recall | false positives |", "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        label = f"**{row.category}**" if row.category.startswith("any ") else row.category
+        lines.append(
+            f"| {label} | {_support(row)} | {_pct(_precision(row))} | {_pct(_recall(row))} | "
+            f"{row.false_positive_count} |"
+        )
+    return "\n".join(lines)
+
+
+def _counts_dict(row: pb.CategoryEvaluation) -> dict[str, Any]:
+    return {
+        "tp": row.true_positive_count,
+        "fp": row.false_positive_count,
+        "fn": row.false_negative_count,
+        "tn": row.true_negative_count,
+        "support": _support(row),
+        "precision": _precision(row),
+        "recall": _recall(row),
+    }
+
+
+def _evaluation_dict(reply: pb.EvaluateBackendResponse) -> dict[str, Any]:
+    """The reply in the shape ``eval --json`` has always printed."""
+    return {
+        "texts": reply.text_count,
+        "categories": {row.category: _counts_dict(row) for row in reply.categories},
+        "any_flagged": _counts_dict(reply.any_flagged),
+        "any_policy": _counts_dict(reply.any_policy),
+        "false_alarms_by_kind": dict(reply.false_alarm_counts),
+        "kinds": dict(reply.kind_counts),
+        "errors": [
+            {
+                "id": m.id,
+                "text": m.text,
+                "labels": list(m.labels),
+                "flagged": list(m.flagged),
+                "missed": list(m.missed),
+                "extra": list(m.extra),
+            }
+            for m in reply.misses
+        ],
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -19,6 +19,7 @@ from talklike.common.paths import file_in_home, resolve_in_home
 from talklike.moderation.backends import Backend, OpenAIBackend, OpenAIStats, openai_backend
 from talklike.moderation.categories import Scores, check_thresholds
 from talklike.moderation.dataset import DatasetRun, ProgressCallback, check_replaceable, moderate_dataset
+from talklike.moderation.evaluation import EvalReport, evaluate, load_set, select
 from talklike.moderation.local import LocalBackend
 from talklike.moderation.policy import Policy, make_policy
 from talklike.moderation.settings import ModerationSettings
@@ -57,6 +58,19 @@ class PreparedRun:
     backend: Backend
     policy: Policy
     worst_count: int
+
+
+#: The largest labelled set EvaluateBackend reads.
+MAX_EVAL_SET_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class BackendEvaluation:
+    """A backend's precision and recall on a labelled set: who scored, and the confusion counts."""
+
+    backend: str
+    model: str
+    report: EvalReport
 
 
 @dataclass
@@ -105,6 +119,25 @@ class ModerationCore:
         for i, text in enumerate(texts):
             if len(text) > longest:
                 raise InvalidArgument(f"texts[{i}]", f"{len(text)} characters is over the limit of {longest}")
+
+    async def evaluate_backend(self, backend: str, split: str, lang: str, set_path: str) -> BackendEvaluation:
+        """Precision and recall of ``backend`` on the shipped labelled set (or ``set_path`` in the data home)."""
+        path = file_in_home(self.home, set_path, "set_path") if set_path else None
+        if path is not None and path.stat().st_size > MAX_EVAL_SET_BYTES:
+            raise InvalidArgument("set_path", f"the set is over {MAX_EVAL_SET_BYTES // (1 << 20)} MiB")
+        texts = select(load_set(path, "set_path"), split, lang)
+        if not texts:
+            raise InvalidArgument("split", "no labelled texts match the split and language; widen them")
+        longest = self.settings.max_text_chars
+        for item in texts:
+            if len(item.text) > longest:
+                raise InvalidArgument(
+                    "set_path", f"text {item.id!r} is over the limit of {longest} characters"
+                )
+        chosen = self.backend(backend)
+        results = await chosen.classify([t.text for t in texts])
+        report = evaluate(texts, [r.flags for r in results], [r.scores for r in results])
+        return BackendEvaluation(chosen.name, chosen.model, report)
 
     async def moderate(
         self, texts: Sequence[str], backend: str, thresholds: Mapping[str, float]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,8 @@ class LabelledText:
     categories: frozenset[str]
 
 
-def parse_set(lines: Iterable[str], source: str) -> list[LabelledText]:
-    """Parse and check the JSONL set; a malformed line raises InvalidArgument naming it."""
+def parse_set(lines: Iterable[str], source: str, field_name: str = "set") -> list[LabelledText]:
+    """Parse and check the JSONL set; a malformed line raises InvalidArgument (``field_name``) naming it."""
     out: list[LabelledText] = []
     ids: set[str] = set()
     for number, line in enumerate(lines, start=1):
@@ -63,32 +63,34 @@ def parse_set(lines: Iterable[str], source: str) -> list[LabelledText]:
                 categories=frozenset(str(c) for c in row.get("categories", [])),
             )
         except (ValueError, KeyError, TypeError) as error:
-            raise InvalidArgument("set", f"{where}: not a labelled text ({error})") from error
+            raise InvalidArgument(field_name, f"{where}: not a labelled text ({error})") from error
         unknown = labelled.categories - CATEGORY_SET
         if unknown:
-            raise InvalidArgument("set", f"{where}: unknown categories {sorted(unknown)}")
+            raise InvalidArgument(field_name, f"{where}: unknown categories {sorted(unknown)}")
         if labelled.kind not in KINDS or labelled.lang not in LANGS or labelled.split not in SPLITS:
             raise InvalidArgument(
-                "set", f"{where}: kind, lang or split is not one of {KINDS}, {LANGS}, {SPLITS}"
+                field_name, f"{where}: kind, lang or split is not one of {KINDS}, {LANGS}, {SPLITS}"
             )
         if (labelled.kind == "harmful") != bool(labelled.categories):
-            raise InvalidArgument("set", f"{where}: harmful texts have categories, other kinds have none")
+            raise InvalidArgument(
+                field_name, f"{where}: harmful texts have categories, other kinds have none"
+            )
         if labelled.id in ids:
-            raise InvalidArgument("set", f"{where}: duplicate id {labelled.id!r}")
+            raise InvalidArgument(field_name, f"{where}: duplicate id {labelled.id!r}")
         ids.add(labelled.id)
         out.append(labelled)
     return out
 
 
-def load_set(path: Path | None = None) -> list[LabelledText]:
-    """The shipped set, or a file in the same format."""
+def load_set(path: Path | None = None, field_name: str = "set") -> list[LabelledText]:
+    """The shipped set, or a file in the same format (a problem with it is InvalidArgument on ``field_name``)."""
     if path is None:
         text = resources.files("talklike.moderation").joinpath("data", EVAL_RESOURCE).read_text("utf-8")
         return parse_set(text.splitlines(), EVAL_RESOURCE)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise InvalidArgument("set", f"cannot read {path}: {error}") from error
+        raise InvalidArgument(field_name, f"cannot read {path}: {error}") from error
     return parse_set(text.splitlines(), str(path))
 
 
@@ -137,6 +139,18 @@ class Counts:
         }
 
 
+@dataclass(frozen=True)
+class Miss:
+    """A text whose flags differ from its labels."""
+
+    id: str
+    text: str
+    labels: list[str]
+    flagged: list[str]
+    missed: list[str]
+    extra: list[str]
+
+
 @dataclass
 class EvalReport:
     """Per-category counts, the two ``any`` rows, and the texts that were wrong."""
@@ -148,7 +162,7 @@ class EvalReport:
     #: Benign, hard-negative and satire texts flagged or over the policy, by kind.
     false_alarms_by_kind: dict[str, int]
     kinds: dict[str, int]
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[Miss] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,7 +172,7 @@ class EvalReport:
             "any_policy": self.any_policy.as_dict(),
             "false_alarms_by_kind": self.false_alarms_by_kind,
             "kinds": self.kinds,
-            "errors": self.errors,
+            "errors": [asdict(e) for e in self.errors],
         }
 
 
@@ -176,7 +190,7 @@ def evaluate(
     any_flagged, any_policy = Counts(), Counts()
     false_alarms = {kind: 0 for kind in KINDS if kind != "harmful"}
     kinds = {kind: 0 for kind in KINDS}
-    errors: list[dict[str, Any]] = []
+    errors: list[Miss] = []
     for item, flag, score in zip(texts, flags, scores, strict=True):
         kinds[item.kind] += 1
         predicted = {name for name in CATEGORIES if flag.get(name, False)}
@@ -189,14 +203,14 @@ def evaluate(
             false_alarms[item.kind] += 1
         if predicted != item.categories:
             errors.append(
-                {
-                    "id": item.id,
-                    "text": item.text,
-                    "labels": sorted(item.categories),
-                    "flagged": sorted(predicted),
-                    "missed": sorted(item.categories - predicted),
-                    "extra": sorted(predicted - item.categories),
-                }
+                Miss(
+                    id=item.id,
+                    text=item.text,
+                    labels=sorted(item.categories),
+                    flagged=sorted(predicted),
+                    missed=sorted(item.categories - predicted),
+                    extra=sorted(predicted - item.categories),
+                )
             )
     return EvalReport(len(texts), per, any_flagged, any_policy, false_alarms, kinds, errors)
 
@@ -208,17 +222,3 @@ def select(texts: Sequence[LabelledText], split: str = "", lang: str = "") -> li
     if lang and lang not in LANGS:
         raise InvalidArgument("lang", f"must be one of {', '.join(LANGS)}, got {lang!r}")
     return [t for t in texts if (not split or t.split == split) and (not lang or t.lang == lang)]
-
-
-def markdown_table(report: EvalReport) -> str:
-    """The per-category table as Markdown (for the README)."""
-
-    def pct(value: float | None) -> str:
-        return "–" if value is None else f"{value:.0%}"
-
-    lines = ["| category | support | precision | recall | false positives |", "|---|---:|---:|---:|---:|"]
-    for name, c in report.per_category.items():
-        lines.append(f"| {name} | {c.support} | {pct(c.precision)} | {pct(c.recall)} | {c.fp} |")
-    for label, c in (("any (flagged)", report.any_flagged), ("any (policy thresholds)", report.any_policy)):
-        lines.append(f"| **{label}** | {c.support} | {pct(c.precision)} | {pct(c.recall)} | {c.fp} |")
-    return "\n".join(lines)

@@ -14,8 +14,9 @@ from talklike.common.errors import InvalidArgument
 from talklike.common.progress import ProgressRelay
 from talklike.common.service import ServiceBinding
 from talklike.moderation.categories import Scores
-from talklike.moderation.core import ModerationCore, Source
+from talklike.moderation.core import BackendEvaluation, ModerationCore, Source
 from talklike.moderation.dataset import DatasetRun
+from talklike.moderation.evaluation import Counts
 from talklike.moderation.policy import LIKELY_BLOCKED, Preflight
 from talklike.moderation.settings import ModerationSettings
 from talklike.v1 import common_pb2
@@ -164,6 +165,46 @@ class ModerationServicer(pb_grpc.ModerationServiceServicer):
                 yield pb.ModerateDatasetResponse(progress=progress)
         result = task.result()
         yield pb.ModerateDatasetResponse(summary=summary_pb(result))
+
+    async def EvaluateBackend(
+        self, request: pb.EvaluateBackendRequest, context: Any
+    ) -> pb.EvaluateBackendResponse:
+        result = await self.core.evaluate_backend(
+            backend_name(request.backend, "backend"), request.split, request.lang, request.set_path
+        )
+        return evaluation_pb(result)
+
+
+def counts_pb(category: str, counts: Counts) -> pb.CategoryEvaluation:
+    reply = pb.CategoryEvaluation(
+        category=category,
+        true_positive_count=counts.tp,
+        false_positive_count=counts.fp,
+        false_negative_count=counts.fn,
+        true_negative_count=counts.tn,
+    )
+    if counts.precision is not None:
+        reply.precision = counts.precision
+    if counts.recall is not None:
+        reply.recall = counts.recall
+    return reply
+
+
+def evaluation_pb(result: BackendEvaluation) -> pb.EvaluateBackendResponse:
+    report = result.report
+    return pb.EvaluateBackendResponse(
+        backend=result.backend,
+        model=result.model,
+        text_count=report.texts,
+        categories=[counts_pb(name, c) for name, c in report.per_category.items()],
+        any_flagged=counts_pb("any (flagged)", report.any_flagged),
+        any_policy=counts_pb("any (policy thresholds)", report.any_policy),
+        kind_counts=report.kinds,
+        false_alarm_counts=report.false_alarms_by_kind,
+        misses=[
+            pb.EvaluationMiss(id=m.id, text=m.text, missed=m.missed, extra=m.extra) for m in report.errors
+        ],
+    )
 
 
 class ModerationCollector(Collector):

@@ -631,3 +631,246 @@ class ModerateDatasetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ModerateDatasetResponse: _TypeAlias = ModerateDatasetResponse  # noqa: Y015
+
+@_typing.final
+class EvaluateBackendRequest(_message.Message):
+    """Request of EvaluateBackend."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    SPLIT_FIELD_NUMBER: _builtins.int
+    LANG_FIELD_NUMBER: _builtins.int
+    SET_PATH_FIELD_NUMBER: _builtins.int
+    backend: Global___ModerationBackend.ValueType
+    """The classifier to evaluate; unspecified = the service's default backend."""
+    split: _builtins.str
+    """"dev" (the texts the local lexicon was tuned on), "test" (never tuned on) or empty for both."""
+    lang: _builtins.str
+    """"cs", "en" or empty for both."""
+    set_path: _builtins.str
+    """A labelled JSONL set in the shipped set's format, relative to the data home; empty = the shipped set."""
+    def __init__(
+        self,
+        *,
+        backend: Global___ModerationBackend.ValueType = ...,
+        split: _builtins.str = ...,
+        lang: _builtins.str = ...,
+        set_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "lang", b"lang", "set_path", b"set_path", "split", b"split"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateBackendRequest: _TypeAlias = EvaluateBackendRequest  # noqa: Y015
+
+@_typing.final
+class CategoryEvaluation(_message.Message):
+    """Confusion counts of one category (or of "any category") over the evaluated texts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    TRUE_POSITIVE_COUNT_FIELD_NUMBER: _builtins.int
+    FALSE_POSITIVE_COUNT_FIELD_NUMBER: _builtins.int
+    FALSE_NEGATIVE_COUNT_FIELD_NUMBER: _builtins.int
+    TRUE_NEGATIVE_COUNT_FIELD_NUMBER: _builtins.int
+    PRECISION_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
+    category: _builtins.str
+    """The category name, or "any (flagged)" / "any (policy thresholds)"."""
+    true_positive_count: _builtins.int
+    """Texts labelled with it and flagged (true positives)."""
+    false_positive_count: _builtins.int
+    """Texts flagged but not labelled with it (false positives)."""
+    false_negative_count: _builtins.int
+    """Texts labelled with it but not flagged (false negatives)."""
+    true_negative_count: _builtins.int
+    """Texts neither labelled nor flagged (true negatives)."""
+    precision: _builtins.float
+    """Precision 0 .. 1; absent when nothing was flagged (undefined)."""
+    recall: _builtins.float
+    """Recall 0 .. 1; absent when nothing is labelled so (undefined)."""
+    def __init__(
+        self,
+        *,
+        category: _builtins.str = ...,
+        true_positive_count: _builtins.int = ...,
+        false_positive_count: _builtins.int = ...,
+        false_negative_count: _builtins.int = ...,
+        true_negative_count: _builtins.int = ...,
+        precision: _builtins.float | None = ...,
+        recall: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_precision", b"_precision", "_recall", b"_recall", "precision", b"precision", "recall", b"recall"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_precision", b"_precision", "_recall", b"_recall", "category", b"category", "false_negative_count", b"false_negative_count", "false_positive_count", b"false_positive_count", "precision", b"precision", "recall", b"recall", "true_negative_count", b"true_negative_count", "true_positive_count", b"true_positive_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__precision: _TypeAlias = _typing.Literal["precision"]  # noqa: Y015
+    _WhichOneofArgType__precision: _TypeAlias = _typing.Literal["_precision", b"_precision"]  # noqa: Y015
+    _WhichOneofReturnType__recall: _TypeAlias = _typing.Literal["recall"]  # noqa: Y015
+    _WhichOneofArgType__recall: _TypeAlias = _typing.Literal["_recall", b"_recall"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__precision) -> _WhichOneofReturnType__precision | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__recall) -> _WhichOneofReturnType__recall | None: ...
+
+Global___CategoryEvaluation: _TypeAlias = CategoryEvaluation  # noqa: Y015
+
+@_typing.final
+class EvaluationMiss(_message.Message):
+    """A text whose flags differ from its labels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
+    EXTRA_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    FLAGGED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The text's id in the set."""
+    text: _builtins.str
+    """The text itself."""
+    @_builtins.property
+    def missed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories it is labelled with but was not flagged for."""
+
+    @_builtins.property
+    def extra(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories it was flagged for but is not labelled with."""
+
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories it is labelled with."""
+
+    @_builtins.property
+    def flagged(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories it was flagged for."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        missed: _abc.Iterable[_builtins.str] | None = ...,
+        extra: _abc.Iterable[_builtins.str] | None = ...,
+        labels: _abc.Iterable[_builtins.str] | None = ...,
+        flagged: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra", b"extra", "flagged", b"flagged", "id", b"id", "labels", b"labels", "missed", b"missed", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluationMiss: _TypeAlias = EvaluationMiss  # noqa: Y015
+
+@_typing.final
+class EvaluateBackendResponse(_message.Message):
+    """Reply of EvaluateBackend."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class KindCountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class FalseAlarmCountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    TEXT_COUNT_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    ANY_FLAGGED_FIELD_NUMBER: _builtins.int
+    ANY_POLICY_FIELD_NUMBER: _builtins.int
+    KIND_COUNTS_FIELD_NUMBER: _builtins.int
+    FALSE_ALARM_COUNTS_FIELD_NUMBER: _builtins.int
+    MISSES_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """The backend that scored the texts: "local" or "openai"."""
+    model: _builtins.str
+    """Its model."""
+    text_count: _builtins.int
+    """Texts evaluated (after the split and language filters)."""
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___CategoryEvaluation]:
+        """One per category, in the categories' order."""
+
+    @_builtins.property
+    def any_flagged(self) -> Global___CategoryEvaluation:
+        """"Has any label" against "flagged for anything"."""
+
+    @_builtins.property
+    def any_policy(self) -> Global___CategoryEvaluation:
+        """"Has any label" against "over any of the policy's default thresholds" (what a dataset run decides)."""
+
+    @_builtins.property
+    def kind_counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Texts per kind: harmful, benign, hard-negative, satire."""
+
+    @_builtins.property
+    def false_alarm_counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Benign, hard-negative and satire texts over the policy's thresholds, per kind."""
+
+    @_builtins.property
+    def misses(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluationMiss]:
+        """Every text whose flags differ from its labels."""
+
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        model: _builtins.str = ...,
+        text_count: _builtins.int = ...,
+        categories: _abc.Iterable[Global___CategoryEvaluation] | None = ...,
+        any_flagged: Global___CategoryEvaluation | None = ...,
+        any_policy: Global___CategoryEvaluation | None = ...,
+        kind_counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        false_alarm_counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        misses: _abc.Iterable[Global___EvaluationMiss] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["any_flagged", b"any_flagged", "any_policy", b"any_policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_flagged", b"any_flagged", "any_policy", b"any_policy", "backend", b"backend", "categories", b"categories", "false_alarm_counts", b"false_alarm_counts", "kind_counts", b"kind_counts", "misses", b"misses", "model", b"model", "text_count", b"text_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateBackendResponse: _TypeAlias = EvaluateBackendResponse  # noqa: Y015

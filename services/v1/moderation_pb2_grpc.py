@@ -49,6 +49,11 @@ class ModerationServiceStub:
                 request_serializer=talklike_dot_v1_dot_moderation__pb2.ModerateDatasetRequest.SerializeToString,
                 response_deserializer=talklike_dot_v1_dot_moderation__pb2.ModerateDatasetResponse.FromString,
                 _registered_method=True)
+        self.EvaluateBackend = channel.unary_unary(
+                '/talklike.v1.ModerationService/EvaluateBackend',
+                request_serializer=talklike_dot_v1_dot_moderation__pb2.EvaluateBackendRequest.SerializeToString,
+                response_deserializer=talklike_dot_v1_dot_moderation__pb2.EvaluateBackendResponse.FromString,
+                _registered_method=True)
 
 
 class ModerationServiceServicer:
@@ -73,6 +78,14 @@ class ModerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateBackend(self, request, context):
+        """Precision and recall per category of a backend on a labelled set: the one shipped with talklike
+        (Czech and English texts in four kinds, dev and test splits) or one in the data home.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -85,6 +98,11 @@ def add_ModerationServiceServicer_to_server(servicer, server):
                     servicer.ModerateDataset,
                     request_deserializer=talklike_dot_v1_dot_moderation__pb2.ModerateDatasetRequest.FromString,
                     response_serializer=talklike_dot_v1_dot_moderation__pb2.ModerateDatasetResponse.SerializeToString,
+            ),
+            'EvaluateBackend': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateBackend,
+                    request_deserializer=talklike_dot_v1_dot_moderation__pb2.EvaluateBackendRequest.FromString,
+                    response_serializer=talklike_dot_v1_dot_moderation__pb2.EvaluateBackendResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -146,6 +164,33 @@ class ModerationService:
             '/talklike.v1.ModerationService/ModerateDataset',
             talklike_dot_v1_dot_moderation__pb2.ModerateDatasetRequest.SerializeToString,
             talklike_dot_v1_dot_moderation__pb2.ModerateDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateBackend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/talklike.v1.ModerationService/EvaluateBackend',
+            talklike_dot_v1_dot_moderation__pb2.EvaluateBackendRequest.SerializeToString,
+            talklike_dot_v1_dot_moderation__pb2.EvaluateBackendResponse.FromString,
             options,
             channel_credentials,
             insecure,

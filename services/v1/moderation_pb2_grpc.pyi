@@ -42,6 +42,10 @@ class ModerationServiceStub:
     """Score a batch of texts: one result per text, in the order given."""
     ModerateDataset: _grpc.UnaryStreamMultiCallable[_moderation_pb2.ModerateDatasetRequest, _moderation_pb2.ModerateDatasetResponse]
     """Moderate a chat JSONL dataset: progress events while it runs, then one summary with the paths."""
+    EvaluateBackend: _grpc.UnaryUnaryMultiCallable[_moderation_pb2.EvaluateBackendRequest, _moderation_pb2.EvaluateBackendResponse]
+    """Precision and recall per category of a backend on a labelled set: the one shipped with talklike
+    (Czech and English texts in four kinds, dev and test splits) or one in the data home.
+    """
 
 @_typing.type_check_only
 class ModerationServiceAsyncStub(ModerationServiceStub):
@@ -57,6 +61,10 @@ class ModerationServiceAsyncStub(ModerationServiceStub):
     """Score a batch of texts: one result per text, in the order given."""
     ModerateDataset: _aio.UnaryStreamMultiCallable[_moderation_pb2.ModerateDatasetRequest, _moderation_pb2.ModerateDatasetResponse]  # type: ignore[assignment]
     """Moderate a chat JSONL dataset: progress events while it runs, then one summary with the paths."""
+    EvaluateBackend: _aio.UnaryUnaryMultiCallable[_moderation_pb2.EvaluateBackendRequest, _moderation_pb2.EvaluateBackendResponse]  # type: ignore[assignment]
+    """Precision and recall per category of a backend on a labelled set: the one shipped with talklike
+    (Czech and English texts in four kinds, dev and test splits) or one in the data home.
+    """
 
 class ModerationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Finds the texts and examples that would get a fine-tuning file blocked, before it is uploaded.
@@ -81,5 +89,15 @@ class ModerationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_moderation_pb2.ModerateDatasetResponse], _abc.AsyncIterator[_moderation_pb2.ModerateDatasetResponse]]:
         """Moderate a chat JSONL dataset: progress events while it runs, then one summary with the paths."""
+
+    @_abc_1.abstractmethod
+    def EvaluateBackend(
+        self,
+        request: _moderation_pb2.EvaluateBackendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_moderation_pb2.EvaluateBackendResponse, _abc.Awaitable[_moderation_pb2.EvaluateBackendResponse]]:
+        """Precision and recall per category of a backend on a labelled set: the one shipped with talklike
+        (Czech and English texts in four kinds, dev and test splits) or one in the data home.
+        """
 
 def add_ModerationServiceServicer_to_server(servicer: ModerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -62,6 +62,7 @@ PATH_FIELDS: dict[str, str] = {
     "talklike.v1.EstimateCostRequest.path": "file",
     "talklike.v1.ModerateDatasetRequest.path": "file",
     "talklike.v1.ModerateDatasetRequest.out": "out-dir",
+    "talklike.v1.EvaluateBackendRequest.set_path": "file",
     "talklike.v1.CreateJobRequest.dataset_path": "file",
     "talklike.v1.CreateJobRequest.validation_dataset_path": "file",
     "talklike.v1.CreateJobRequest.base_model": "model",
@@ -82,6 +83,7 @@ BASELINES: dict[str, dict[str, Any]] = {
     "ValidateDataset": {"path": "datasets/probe/train.jsonl"},
     "ModerateDataset": {"path": "datasets/probe/train.jsonl"},
     "Moderate": {"texts": ["hello"]},
+    "EvaluateBackend": {},
     "CreateJob": {
         "dataset_path": "datasets/probe/train.jsonl",
         "backend": training_pb2.TRAINING_BACKEND_PEFT,

@@ -27,14 +27,6 @@ GRPC_MODULES = frozenset({"servicer.py", "client.py"})
 KNOWN: dict[tuple[str, str], str] = {
     ("cli/generation.py", "talklike.generation.packs"): "issue 18 point 3: pack inspection as RPCs",
     ("cli/generation.py", "talklike.generation.drafting.review"): "issue 18 point 3: pack inspection as RPCs",
-    (
-        "cli/moderation.py",
-        "talklike.moderation.categories",
-    ): "issue 18 point 3: moderation evaluation as an RPC",
-    (
-        "cli/moderation.py",
-        "talklike.moderation.evaluation",
-    ): "issue 18 point 3: moderation evaluation as an RPC",
     ("evaluation/heldout.py", "talklike.generation.packs"): "a shared pack reader (free-form questions)",
 }
 

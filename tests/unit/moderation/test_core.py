@@ -58,3 +58,28 @@ async def test_one_run_at_a_time_per_output_directory(core: ModerationCore) -> N
     await asyncio.sleep(0)  # the done-callback frees the directory
     again = await core.start(core.prepare(Source(content=LINE), out="same"), on_progress)
     assert again.kept == 1
+
+
+async def test_a_backend_is_evaluated_on_the_shipped_set_or_one_in_the_home(
+    core: ModerationCore, tmp_path: Path
+) -> None:
+    shipped = await core.evaluate_backend("", "test", "cs", "")
+    assert shipped.backend == "local" and shipped.report.texts > 0
+    assert shipped.report.texts == sum(shipped.report.kinds.values())
+    labelled = tmp_path / "sets" / "mine.jsonl"
+    labelled.parent.mkdir()
+    labelled.write_text(
+        '{"id": "a", "text": "Všichni cikáni jsou krysy.", "lang": "cs", "kind": "harmful", "split": "test",'
+        ' "categories": ["hate"]}\n'
+        '{"id": "b", "text": "Dobrý den.", "lang": "cs", "kind": "benign", "split": "test"}\n',
+        encoding="utf-8",
+    )
+    mine = await core.evaluate_backend("local", "", "", "sets/mine.jsonl")
+    assert mine.report.texts == 2 and mine.report.per_category["hate"].tp == 1
+    for args, field in (
+        (("", "dev", "", "sets/mine.jsonl"), "split"),
+        (("", "", "", "../outside.jsonl"), "set_path"),
+    ):
+        with pytest.raises(InvalidArgument) as caught:
+            await core.evaluate_backend(*args)
+        assert caught.value.field == field

@@ -6,11 +6,14 @@ import json
 import math
 
 import pytest
+from talklike.cli.moderation import _markdown
 from talklike.common.errors import InvalidArgument
 from talklike.moderation.categories import CATEGORIES, DEFAULT_THRESHOLDS, FLAG_AT, Scores, check_thresholds
-from talklike.moderation.evaluation import evaluate, load_set, markdown_table, parse_set, select
+from talklike.moderation.core import BackendEvaluation
+from talklike.moderation.evaluation import evaluate, load_set, parse_set, select
 from talklike.moderation.local import LocalClassifier
 from talklike.moderation.policy import LIKELY_BLOCKED, PASS, make_policy, preflight
+from talklike.moderation.servicer import evaluation_pb
 
 
 def test_the_categories_are_openais_thirteen_and_the_defaults_are_stricter_than_flagged() -> None:
@@ -139,8 +142,11 @@ def test_evaluate_counts_precision_and_recall() -> None:
     assert hate.precision == 0.5 and hate.recall == 0.5
     assert report.per_category["sexual"].precision is None, "nothing predicted: undefined, not 0"
     assert report.false_alarms_by_kind == {"benign": 1, "hard-negative": 0, "satire": 0}
-    assert "| hate | 2 | 50% | 50% | 1 |" in markdown_table(report)
-    assert [e["id"] for e in report.errors] == ["1", "2"]
+    reply = evaluation_pb(BackendEvaluation("local", "lexicon", report))
+    assert "| hate | 2 | 50% | 50% | 1 |" in _markdown(
+        [*reply.categories, reply.any_flagged, reply.any_policy]
+    )
+    assert [e.id for e in report.errors] == ["1", "2"] == [m.id for m in reply.misses]
 
 
 def test_the_local_backend_meets_its_floor_on_the_shipped_set() -> None:
