@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from talklike.cli.main import app
-from talklike.common.testing import running_service
+from cli_runner import serving, talklike
 from talklike.generation.servicer import create_service
 from talklike.generation.settings import GenerationSettings
-from typer.testing import CliRunner
 
 
 @pytest.fixture
 async def cli_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    home = tmp_path / "home"
-    settings = GenerationSettings(home=home, port=0, metrics_port=0)
-    async with running_service(create_service(settings), settings) as srv:
-        yield {
-            "TALKLIKE_HOME": str(home),
-            "TALKLIKE_GENERATION_ADDRESS": srv.address,
-            "COLUMNS": "200",
-            "TERM": "dumb",
-        }
-
-
-async def talklike(env: dict[str, str], *args: str) -> Result:
-    # The CLI's gRPC calls are blocking; run them off the loop that serves them.
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    settings = GenerationSettings(home=tmp_path / "home", port=0, metrics_port=0)
+    async with serving(create_service(settings), settings, "generation") as env:
+        yield env
 
 
 async def test_generate_twice_gives_identical_files_and_a_summary(cli_env: dict[str, str]) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from talklike.cli.main import app
-from talklike.common.testing import running_service
+from cli_runner import serving, talklike
 from talklike.inference.servicer import create_service
 from talklike.inference.settings import InferenceSettings
-from typer.testing import CliRunner
 
 QUESTION = "Pane předsedo, jak hodnotíte inflaci?"
 
@@ -22,18 +18,8 @@ async def cli_env(tiny_home: Path) -> AsyncIterator[dict[str, str]]:
     settings = InferenceSettings(
         home=tiny_home, base_model="tiny", port=0, metrics_port=0, http_port=0, preload_adapters="persona"
     )
-    async with running_service(create_service(settings), settings) as srv:
-        yield {
-            "TALKLIKE_HOME": str(tiny_home),
-            "TALKLIKE_INFERENCE_ADDRESS": srv.address,
-            "COLUMNS": "200",
-            "TERM": "dumb",
-        }
-
-
-async def talklike(env: dict[str, str], *args: str) -> Result:
-    # The CLI's gRPC calls are blocking; run them off the loop that serves them.
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    async with serving(create_service(settings), settings, "inference") as env:
+        yield env
 
 
 async def test_chat_streams_the_same_greedy_answer_it_gives_unary(cli_env: dict[str, str]) -> None:
