@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -31,8 +30,8 @@ def chat(
     client = InferenceClient()
     with rpc_errors(SERVICE):
         if stream:
-            for message in client.stream(messages, adapter, params):
-                console.print(message.text_delta, end="", markup=False, highlight=False, soft_wrap=True)
+            for piece in client.stream(messages, adapter, params):
+                console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
             console.print()
         else:
             console.print(client.generate(messages, adapter, params).text, markup=False, highlight=False)
@@ -51,9 +50,8 @@ def models() -> None:
     )
     rows = []
     for a in reply.adapters:
-        manifest = json.loads(a.manifest_json or "{}")
-        metrics = manifest.get("metrics") or {}
-        rows.append((a.name, a.path, manifest.get("job_id", ""), metrics.get("final_eval_loss", "")))
+        metrics = a.manifest.get("metrics") or {}
+        rows.append((a.name, a.path, a.manifest.get("job_id", ""), metrics.get("final_eval_loss", "")))
     console.print(table(["adapter", "path", "job", "final eval loss"], rows, markup=False))
 
 

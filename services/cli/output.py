@@ -141,6 +141,10 @@ class rpc_errors(ContextDecorator):
             message, fix = explain_rpc_error(error, self.service)
             fail(message, fix)
         if isinstance(error, errors.TalklikeError):
+            cause = error.__cause__  # a client's domain error: explain the call that failed
+            if isinstance(cause, grpc.RpcError) and hasattr(cause, "code"):
+                message, fix = explain_rpc_error(cause, self.service)
+                fail(message, fix)
             fail(error.message, "")
 
 

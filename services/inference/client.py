@@ -1,12 +1,17 @@
-"""A small typed client of the inference service, for talklike's CLI, pipeline and other Python tools."""
+"""A small typed client of the inference service, for talklike's CLI, pipeline and other Python tools.
+
+Failures come back as ``talklike.common.errors`` exceptions (``client.remote_errors``).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
-from talklike.common.client import connect
+from talklike.common import client
 from talklike.v1 import common_pb2
 from talklike.v1 import inference_pb2 as pb
 from talklike.v1 import inference_pb2_grpc as pb_grpc
@@ -57,11 +62,54 @@ def sampling(
     return params
 
 
-class InferenceClient:
-    """Sync client over one channel (address from TALKLIKE_INFERENCE_ADDRESS, token and TLS from the environment)."""
+@dataclass(frozen=True)
+class BaseModel:
+    """The base model the service runs."""
+
+    source: str
+    name: str
+    sha256: str
+    backend: str
+    max_context_tokens: int
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A loaded LoRA adapter and its manifest (base model, hashes, metrics, job id)."""
+
+    name: str
+    path: str
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Models:
+    """What ListModels reports: the base model and the adapters loaded now."""
+
+    base: BaseModel
+    adapters: tuple[Adapter, ...]
+
+
+@dataclass(frozen=True)
+class Score:
+    """Log-probability of a text as the answer to a chat."""
+
+    total_logprob: float
+    token_count: int
+    perplexity: float
+
+
+def _adapter(info: pb.AdapterInfo) -> Adapter:
+    return Adapter(info.name, info.path, json.loads(info.manifest_json or "{}"))
+
+
+class InferenceClient(client.ServiceClient):
+    """Sync client of the inference service; failures are raised as ``talklike.common.errors`` exceptions."""
+
+    service = "inference"
 
     def __init__(self, channel: grpc.Channel | None = None) -> None:
-        self.channel = channel or connect("inference")
+        super().__init__(channel)
         self.stub = pb_grpc.InferenceServiceStub(self.channel)
 
     def generate(
@@ -71,10 +119,13 @@ class InferenceClient:
         params: pb.SamplingParams | None = None,
         timeout_s: float = 600,
     ) -> Answer:
-        reply = self.stub.Generate(
-            pb.GenerateRequest(chat=conversation(messages), adapter=adapter, sampling=params or sampling()),
-            timeout=timeout_s,
-        )
+        with client.remote_errors():
+            reply = self.stub.Generate(
+                pb.GenerateRequest(
+                    chat=conversation(messages), adapter=adapter, sampling=params or sampling()
+                ),
+                timeout=timeout_s,
+            )
         return Answer(
             reply.text,
             pb.StopReason.Name(reply.stop_reason),
@@ -88,25 +139,37 @@ class InferenceClient:
         adapter: str = "",
         params: pb.SamplingParams | None = None,
         timeout_s: float = 600,
-    ) -> Iterator[pb.GenerateStreamResponse]:
-        yield from self.stub.GenerateStream(
+    ) -> Iterator[str]:
+        """The answer's text, piece by piece as it is generated."""
+        replies = self.stub.GenerateStream(
             pb.GenerateStreamRequest(
                 chat=conversation(messages), adapter=adapter, sampling=params or sampling()
             ),
             timeout=timeout_s,
         )
+        for reply in client.each(replies):
+            if reply.text_delta:
+                yield reply.text_delta
 
-    def score(self, messages: list[dict[str, str]], text: str, adapter: str = "") -> pb.ScoreResponse:
+    def score(self, messages: list[dict[str, str]], text: str, adapter: str = "") -> Score:
         """Log-probability of ``text`` as the answer to ``messages``."""
-        return self.stub.Score(
-            pb.ScoreRequest(chat=conversation(messages), text=text, adapter=adapter), timeout=600
+        with client.remote_errors():
+            reply = self.stub.Score(
+                pb.ScoreRequest(chat=conversation(messages), text=text, adapter=adapter), timeout=600
+            )
+        return Score(reply.total_logprob, int(reply.token_count), reply.perplexity)
+
+    def models(self) -> Models:
+        with client.remote_errors():
+            reply = self.stub.ListModels(pb.ListModelsRequest(), timeout=30)
+        base = reply.base
+        return Models(
+            BaseModel(base.source, base.name, base.sha256, base.backend, int(base.max_context_tokens)),
+            tuple(_adapter(a) for a in reply.adapters),
         )
 
-    def models(self) -> pb.ListModelsResponse:
-        return self.stub.ListModels(pb.ListModelsRequest(), timeout=30)
-
-    def load_adapter(self, name: str, path: str = "") -> pb.AdapterInfo:
-        return self.stub.LoadAdapter(pb.LoadAdapterRequest(name=name, path=path), timeout=300).adapter
-
-    def close(self) -> None:
-        self.channel.close()
+    def load_adapter(self, name: str, path: str = "") -> Adapter:
+        with client.remote_errors():
+            return _adapter(
+                self.stub.LoadAdapter(pb.LoadAdapterRequest(name=name, path=path), timeout=300).adapter
+            )

@@ -51,3 +51,11 @@ async def test_errors_are_one_sentence_and_a_fix(cli_env: dict[str, str]) -> Non
     assert hot.exit_code == 1 and "sampling.temperature" in hot.output and "fix:" in hot.output
     down = await talklike({**cli_env, "TALKLIKE_INFERENCE_ADDRESS": "127.0.0.1:1"}, "models")
     assert down.exit_code == 1 and "cannot reach the inference service" in down.output
+
+
+async def test_no_service_running_is_said_with_the_fix(tmp_path: Path) -> None:
+    """The client raises a domain error; the CLI still explains the call that failed."""
+    env = {"TALKLIKE_HOME": str(tmp_path), "TALKLIKE_INFERENCE_ADDRESS": "127.0.0.1:9", "COLUMNS": "200"}
+    result = await talklike(env, "models")
+    assert result.exit_code == 1 and "cannot reach the inference service at 127.0.0.1:9" in result.output
+    assert "talklike up" in result.output
