@@ -47,14 +47,11 @@ def notify_inference(adapter: str) -> str:
 
     if client.health_status("inference", timeout_s=0.5) != "SERVING":
         return f"inference service not reachable at {client.address_for('inference')}: load {adapter} later (LoadAdapter)"
-    inference = InferenceClient()
     try:
-        with client.remote_errors():
+        with InferenceClient() as inference:
             inference.load_adapter(adapter)
     except TalklikeError as error:
         return f"loading {adapter} into the inference service failed: {error.message}"
-    finally:
-        inference.close()
     return f"adapter {adapter} loaded into the inference service"
 
 
