@@ -7,7 +7,6 @@ no service.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -370,19 +369,31 @@ def packs_show(
             "--sample", help="Also print this many generated examples (1 .. 100), to judge the voice."
         ),
     ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the sample.")] = 0,
     as_json: JsonOption = False,
-    home: HomeOption = None,
 ) -> None:
-    """One pack: persona, counts, styles, placeholders (read from disk; needs no service)."""
-    from talklike.generation.packs import describe
-
-    pack = _read_pack(name, home)
-    info = describe(pack)
-    samples = _samples(pack, sample, seed) if sample else []
+    """One pack: persona, counts, styles, placeholders (asked of the generation service)."""
+    client = stub()
+    with rpc_errors(SERVICE):
+        reply = client.DescribePack(pb.DescribePackRequest(name=name))
+        samples = (
+            list(client.SamplePack(pb.SamplePackRequest(name=name, count=sample, seed=seed)).samples)
+            if sample
+            else []
+        )
+    info = _describe_dict(reply)
     if as_json:
         if sample:
-            info["samples"] = [dataclasses.asdict(s) for s in samples]
+            info["samples"] = [
+                {
+                    "style": s.style,
+                    "topic": s.topic,
+                    "template_id": s.template_id,
+                    "question": s.question,
+                    "answer": s.answer,
+                }
+                for s in samples
+            ]
         console.print_json(data=info)
         return
     console.print(
@@ -422,6 +433,42 @@ def packs_show(
         _print_samples(samples, sample)
 
 
+def _describe_dict(reply: pb.DescribePackResponse) -> dict[str, Any]:
+    """DescribePack's reply in the shape ``packs show --json`` has always printed."""
+    p = reply.pack
+    return {
+        "name": p.name,
+        "display_name": p.display_name,
+        "language": p.language,
+        "signature": p.signature,
+        "satire": p.satire,
+        "description": p.description,
+        "source": p.source,
+        "path": p.path,
+        "digest": p.digest,
+        "templates": p.template_count,
+        "styles": p.style_count,
+        "placeholders": p.placeholder_count,
+        "placeholder_values": reply.placeholder_value_count,
+        "questions": p.question_count,
+        "slips": p.slip_count,
+        "topics": reply.topic_count,
+        "catchphrases": reply.catchphrase_count,
+        "declined_placeholders": reply.declined_placeholder_count,
+        "freeform_questions": reply.freeform_question_count,
+        "combinations": p.combination_count,
+        "combinations_log10": reply.combinations_log10,
+        "styles_detail": [
+            {"id": s.id, "name": s.name, "description": s.description, "templates": s.template_count}
+            for s in p.styles
+        ],
+        "placeholders_detail": {ph.name: ph.value_count for ph in reply.placeholders},
+        "topic_placeholder": reply.topic_placeholder,
+        "topics_list": list(reply.topics),
+        "catchphrases_list": list(reply.catchphrases),
+    }
+
+
 def _read_pack(name: str, home: str | None) -> Any:
     """The pack ``name`` from disk, or fail() listing its problems."""
     from talklike.generation.packs import PackInvalid, load_pack
@@ -436,15 +483,6 @@ def _read_pack(name: str, home: str | None) -> Any:
         )
     except TalklikeError as error:
         fail(error.message, "`talklike packs list --local` shows the packs there are")
-
-
-def _samples(pack: Any, count: int, seed: int) -> list[Any]:
-    from talklike.generation.drafting.review import sample
-
-    try:
-        return sample(pack, count, seed)
-    except TalklikeError as error:
-        fail(error.message, "give --sample between 1 and 100")
 
 
 def _print_samples(samples: list[Any], wanted: int) -> None:

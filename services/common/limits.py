@@ -90,6 +90,7 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     f"{_D}DraftPackRequest.template_count": NumberRange(10, 5_000),
     f"{_D}DraftPackRequest.style_count": NumberRange(2, 8, zero_is_default=True),
     f"{_D}DraftPackRequest.malformed_retries": NumberRange(0, 10),
+    f"{_D}SamplePackRequest.count": NumberRange(1, 100),
     # moderation
     f"{_D}ModerationPolicy.flagged_share_limit": NumberRange(0, 1),
     f"{_D}ModerateDatasetRequest.worst_example_count": NumberRange(0, 1_000),
@@ -129,6 +130,7 @@ NUMBER_RANGES: dict[str, NumberRange] = {
 UNBOUNDED_NUMBERS: frozenset[str] = frozenset(
     {
         f"{_D}GenerateDatasetRequest.seed",
+        f"{_D}SamplePackRequest.seed",
         f"{_D}Hyperparameters.seed",
         f"{_D}SamplingParams.seed",
     }

@@ -39,11 +39,12 @@ from talklike.generation.dataset import (
     validate_numbers,
 )
 from talklike.generation.drafting.drafter import Drafter
+from talklike.generation.drafting.review import Sample, sample
 from talklike.generation.drafting.spec import DraftResult, DraftSpec, check_target
 from talklike.generation.drafting.state import ProgressCallback as DraftProgress
 from talklike.generation.endpoints import allowed_urls, choose_endpoint
 from talklike.generation.llm import LlmConfig
-from talklike.generation.packs import PackEntry, list_packs, load_pack
+from talklike.generation.packs import Pack, PackEntry, list_packs, load_pack
 from talklike.generation.settings import GenerationSettings
 
 DEFAULT_MAX_PROBLEMS = 1000
@@ -115,6 +116,14 @@ class GenerationCore:
 
     def packs(self) -> list[PackEntry]:
         return list_packs(self.home)
+
+    def pack(self, name: str) -> Pack:
+        """The pack ``name`` (built-in or under the home): NotFound, or PackInvalid with its problems."""
+        return load_pack(name, self.home)
+
+    def sample_pack(self, name: str, count: int, seed: int) -> list[Sample]:
+        """``count`` examples of pack ``name`` drawn as a dataset run draws them."""
+        return sample(self.pack(name), count, seed, field_name="count")
 
     def prepare(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -17,7 +18,7 @@ from talklike.generation import tokens
 from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRequest, Source
 from talklike.generation.dataset import DatasetResult
 from talklike.generation.drafting.spec import DraftResult, build_spec
-from talklike.generation.packs import PackEntry, describe
+from talklike.generation.packs import Pack, PackEntry, describe
 from talklike.generation.settings import GenerationSettings
 from talklike.v1 import common_pb2
 from talklike.v1 import generation_pb2 as pb
@@ -47,6 +48,24 @@ def pack_pb(entry: PackEntry) -> pb.PackSummary:
         for s in info["styles_detail"]
     )
     return summary
+
+
+def pack_detail_pb(pack: Pack) -> pb.DescribePackResponse:
+    counts = pack.counts()
+    combinations = pack.combinations()
+    return pb.DescribePackResponse(
+        pack=pack_pb(PackEntry(pack.name, pack.path, pack.source, pack, ())),
+        placeholder_value_count=counts["placeholder_values"],
+        topic_count=counts["topics"],
+        catchphrase_count=counts["catchphrases"],
+        declined_placeholder_count=counts["declined_placeholders"],
+        freeform_question_count=counts["freeform_questions"],
+        combinations_log10=round(math.log10(combinations), 2) if combinations else 0.0,
+        placeholders=[pb.PlaceholderSize(name=n, value_count=len(v)) for n, v in pack.placeholders.items()],
+        topic_placeholder=pack.topic_placeholder,
+        topics=list(pack.topics),
+        catchphrases=list(pack.catchphrases),
+    )
 
 
 def token_stats_pb(stats: tokens.TokenStats) -> pb.TokenStats:
@@ -127,6 +146,24 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     async def ListPacks(self, request: pb.ListPacksRequest, context: Any) -> pb.ListPacksResponse:
         entries = await asyncio.to_thread(self.core.packs)
         return pb.ListPacksResponse(packs=[pack_pb(e) for e in entries])
+
+    async def DescribePack(self, request: pb.DescribePackRequest, context: Any) -> pb.DescribePackResponse:
+        return pack_detail_pb(await asyncio.to_thread(self.core.pack, request.name))
+
+    async def SamplePack(self, request: pb.SamplePackRequest, context: Any) -> pb.SamplePackResponse:
+        samples = await asyncio.to_thread(self.core.sample_pack, request.name, request.count, request.seed)
+        return pb.SamplePackResponse(
+            samples=[
+                pb.PackSample(
+                    style=s.style,
+                    topic=s.topic,
+                    template_id=s.template_id,
+                    question=s.question,
+                    answer=s.answer,
+                )
+                for s in samples
+            ]
+        )
 
     async def GenerateDataset(
         self, request: pb.GenerateDatasetRequest, context: Any

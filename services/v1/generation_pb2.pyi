@@ -1011,3 +1011,213 @@ class DraftPackResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___DraftPackResponse: _TypeAlias = DraftPackResponse  # noqa: Y015
+
+@_typing.final
+class DescribePackRequest(_message.Message):
+    """Request of DescribePack."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Pack name (lower-case letters, digits, - and _)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribePackRequest: _TypeAlias = DescribePackRequest  # noqa: Y015
+
+@_typing.final
+class PlaceholderSize(_message.Message):
+    """One placeholder's vocabulary size."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_COUNT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Placeholder name, as written in texts between braces."""
+    value_count: _builtins.int
+    """Values it can take."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value_count", b"value_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaceholderSize: _TypeAlias = PlaceholderSize  # noqa: Y015
+
+@_typing.final
+class DescribePackResponse(_message.Message):
+    """Reply of DescribePack."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACK_FIELD_NUMBER: _builtins.int
+    PLACEHOLDER_VALUE_COUNT_FIELD_NUMBER: _builtins.int
+    TOPIC_COUNT_FIELD_NUMBER: _builtins.int
+    CATCHPHRASE_COUNT_FIELD_NUMBER: _builtins.int
+    DECLINED_PLACEHOLDER_COUNT_FIELD_NUMBER: _builtins.int
+    FREEFORM_QUESTION_COUNT_FIELD_NUMBER: _builtins.int
+    COMBINATIONS_LOG10_FIELD_NUMBER: _builtins.int
+    PLACEHOLDERS_FIELD_NUMBER: _builtins.int
+    TOPIC_PLACEHOLDER_FIELD_NUMBER: _builtins.int
+    TOPICS_FIELD_NUMBER: _builtins.int
+    CATCHPHRASES_FIELD_NUMBER: _builtins.int
+    placeholder_value_count: _builtins.int
+    """Values of all placeholders together."""
+    topic_count: _builtins.int
+    """Values of the topic placeholder."""
+    catchphrase_count: _builtins.int
+    """Catchphrases of the persona."""
+    declined_placeholder_count: _builtins.int
+    """Placeholders with declared case forms (declensions)."""
+    freeform_question_count: _builtins.int
+    """Hand-written evaluation questions (freeform.yaml)."""
+    combinations_log10: _builtins.float
+    """log10 of the distinct answers the templates can produce (0 when none)."""
+    topic_placeholder: _builtins.str
+    """The placeholder that holds the topic."""
+    @_builtins.property
+    def pack(self) -> Global___PackSummary:
+        """What ListPacks says of the pack (persona, counts, styles, digest)."""
+
+    @_builtins.property
+    def placeholders(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaceholderSize]:
+        """Every placeholder with its vocabulary size, in the pack's order."""
+
+    @_builtins.property
+    def topics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The topics (the topic placeholder's values)."""
+
+    @_builtins.property
+    def catchphrases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The catchphrases."""
+
+    def __init__(
+        self,
+        *,
+        pack: Global___PackSummary | None = ...,
+        placeholder_value_count: _builtins.int = ...,
+        topic_count: _builtins.int = ...,
+        catchphrase_count: _builtins.int = ...,
+        declined_placeholder_count: _builtins.int = ...,
+        freeform_question_count: _builtins.int = ...,
+        combinations_log10: _builtins.float = ...,
+        placeholders: _abc.Iterable[Global___PlaceholderSize] | None = ...,
+        topic_placeholder: _builtins.str = ...,
+        topics: _abc.Iterable[_builtins.str] | None = ...,
+        catchphrases: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pack", b"pack"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catchphrase_count", b"catchphrase_count", "catchphrases", b"catchphrases", "combinations_log10", b"combinations_log10", "declined_placeholder_count", b"declined_placeholder_count", "freeform_question_count", b"freeform_question_count", "pack", b"pack", "placeholder_value_count", b"placeholder_value_count", "placeholders", b"placeholders", "topic_count", b"topic_count", "topic_placeholder", b"topic_placeholder", "topics", b"topics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribePackResponse: _TypeAlias = DescribePackResponse  # noqa: Y015
+
+@_typing.final
+class SamplePackRequest(_message.Message):
+    """Request of SamplePack."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Pack name."""
+    count: _builtins.int
+    """Examples wanted, 1 .. 100."""
+    seed: _builtins.int
+    """Seed of the draw: the same seed gives the same examples."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        count: _builtins.int = ...,
+        seed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "name", b"name", "seed", b"seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SamplePackRequest: _TypeAlias = SamplePackRequest  # noqa: Y015
+
+@_typing.final
+class PackSample(_message.Message):
+    """One drawn example."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STYLE_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    style: _builtins.str
+    """Style id of the answer."""
+    topic: _builtins.str
+    """Its topic."""
+    template_id: _builtins.str
+    """The template it was made from."""
+    question: _builtins.str
+    """The journalist's question."""
+    answer: _builtins.str
+    """The persona's answer, signature included."""
+    def __init__(
+        self,
+        *,
+        style: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        question: _builtins.str = ...,
+        answer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "question", b"question", "style", b"style", "template_id", b"template_id", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PackSample: _TypeAlias = PackSample  # noqa: Y015
+
+@_typing.final
+class SamplePackResponse(_message.Message):
+    """Reply of SamplePack."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___PackSample]:
+        """The examples; fewer than asked when the pack cannot produce that many distinct answers."""
+
+    def __init__(
+        self,
+        *,
+        samples: _abc.Iterable[Global___PackSample] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SamplePackResponse: _TypeAlias = SamplePackResponse  # noqa: Y015

@@ -62,6 +62,16 @@ class GenerationServiceStub:
                 request_serializer=talklike_dot_v1_dot_generation__pb2.DraftPackRequest.SerializeToString,
                 response_deserializer=talklike_dot_v1_dot_generation__pb2.DraftPackResponse.FromString,
                 _registered_method=True)
+        self.DescribePack = channel.unary_unary(
+                '/talklike.v1.GenerationService/DescribePack',
+                request_serializer=talklike_dot_v1_dot_generation__pb2.DescribePackRequest.SerializeToString,
+                response_deserializer=talklike_dot_v1_dot_generation__pb2.DescribePackResponse.FromString,
+                _registered_method=True)
+        self.SamplePack = channel.unary_unary(
+                '/talklike.v1.GenerationService/SamplePack',
+                request_serializer=talklike_dot_v1_dot_generation__pb2.SamplePackRequest.SerializeToString,
+                response_deserializer=talklike_dot_v1_dot_generation__pb2.SamplePackResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -106,6 +116,22 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribePack(self, request, context):
+        """One pack in full, as `talklike packs show` prints it: persona, counts, styles, vocabularies.
+        NOT_FOUND for an unknown pack; FAILED_PRECONDITION listing the problems of a broken one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SamplePack(self, request, context):
+        """Examples drawn from a pack as a dataset run draws them (even styles, slips, fitting questions),
+        to judge its voice before training on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +159,16 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.DraftPack,
                     request_deserializer=talklike_dot_v1_dot_generation__pb2.DraftPackRequest.FromString,
                     response_serializer=talklike_dot_v1_dot_generation__pb2.DraftPackResponse.SerializeToString,
+            ),
+            'DescribePack': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribePack,
+                    request_deserializer=talklike_dot_v1_dot_generation__pb2.DescribePackRequest.FromString,
+                    response_serializer=talklike_dot_v1_dot_generation__pb2.DescribePackResponse.SerializeToString,
+            ),
+            'SamplePack': grpc.unary_unary_rpc_method_handler(
+                    servicer.SamplePack,
+                    request_deserializer=talklike_dot_v1_dot_generation__pb2.SamplePackRequest.FromString,
+                    response_serializer=talklike_dot_v1_dot_generation__pb2.SamplePackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +309,60 @@ class GenerationService:
             '/talklike.v1.GenerationService/DraftPack',
             talklike_dot_v1_dot_generation__pb2.DraftPackRequest.SerializeToString,
             talklike_dot_v1_dot_generation__pb2.DraftPackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribePack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/talklike.v1.GenerationService/DescribePack',
+            talklike_dot_v1_dot_generation__pb2.DescribePackRequest.SerializeToString,
+            talklike_dot_v1_dot_generation__pb2.DescribePackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SamplePack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/talklike.v1.GenerationService/SamplePack',
+            talklike_dot_v1_dot_generation__pb2.SamplePackRequest.SerializeToString,
+            talklike_dot_v1_dot_generation__pb2.SamplePackResponse.FromString,
             options,
             channel_credentials,
             insecure,

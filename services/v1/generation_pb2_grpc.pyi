@@ -48,6 +48,14 @@ class GenerationServiceStub:
     """Draft a new persona pack with an LLM, step by step: progress per step, then where the pack is.
     The pack appears in <home>/packs/<name>/ only when it passes every quality gate.
     """
+    DescribePack: _grpc.UnaryUnaryMultiCallable[_generation_pb2.DescribePackRequest, _generation_pb2.DescribePackResponse]
+    """One pack in full, as `talklike packs show` prints it: persona, counts, styles, vocabularies.
+    NOT_FOUND for an unknown pack; FAILED_PRECONDITION listing the problems of a broken one.
+    """
+    SamplePack: _grpc.UnaryUnaryMultiCallable[_generation_pb2.SamplePackRequest, _generation_pb2.SamplePackResponse]
+    """Examples drawn from a pack as a dataset run draws them (even styles, slips, fitting questions),
+    to judge its voice before training on it.
+    """
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
@@ -68,6 +76,14 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     DraftPack: _aio.UnaryStreamMultiCallable[_generation_pb2.DraftPackRequest, _generation_pb2.DraftPackResponse]  # type: ignore[assignment]
     """Draft a new persona pack with an LLM, step by step: progress per step, then where the pack is.
     The pack appears in <home>/packs/<name>/ only when it passes every quality gate.
+    """
+    DescribePack: _aio.UnaryUnaryMultiCallable[_generation_pb2.DescribePackRequest, _generation_pb2.DescribePackResponse]  # type: ignore[assignment]
+    """One pack in full, as `talklike packs show` prints it: persona, counts, styles, vocabularies.
+    NOT_FOUND for an unknown pack; FAILED_PRECONDITION listing the problems of a broken one.
+    """
+    SamplePack: _aio.UnaryUnaryMultiCallable[_generation_pb2.SamplePackRequest, _generation_pb2.SamplePackResponse]  # type: ignore[assignment]
+    """Examples drawn from a pack as a dataset run draws them (even styles, slips, fitting questions),
+    to judge its voice before training on it.
     """
 
 class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +132,26 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_generation_pb2.DraftPackResponse], _abc.AsyncIterator[_generation_pb2.DraftPackResponse]]:
         """Draft a new persona pack with an LLM, step by step: progress per step, then where the pack is.
         The pack appears in <home>/packs/<name>/ only when it passes every quality gate.
+        """
+
+    @_abc_1.abstractmethod
+    def DescribePack(
+        self,
+        request: _generation_pb2.DescribePackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.DescribePackResponse, _abc.Awaitable[_generation_pb2.DescribePackResponse]]:
+        """One pack in full, as `talklike packs show` prints it: persona, counts, styles, vocabularies.
+        NOT_FOUND for an unknown pack; FAILED_PRECONDITION listing the problems of a broken one.
+        """
+
+    @_abc_1.abstractmethod
+    def SamplePack(
+        self,
+        request: _generation_pb2.SamplePackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.SamplePackResponse, _abc.Awaitable[_generation_pb2.SamplePackResponse]]:
+        """Examples drawn from a pack as a dataset run draws them (even styles, slips, fitting questions),
+        to judge its voice before training on it.
         """
 
 def add_GenerationServiceServicer_to_server(servicer: GenerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

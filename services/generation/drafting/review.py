@@ -35,13 +35,16 @@ class Sample:
     answer: str
 
 
-def sample(pack: Pack, count: int, seed: int = 0, slip_probability: float = 0.15) -> list[Sample]:
+def sample(
+    pack: Pack, count: int, seed: int = 0, slip_probability: float = 0.15, field_name: str = "sample"
+) -> list[Sample]:
     """``count`` examples drawn as a dataset run draws them (even styles, slips, fitting questions).
 
-    Fewer come back when the pack cannot produce ``count`` distinct answers.
+    Fewer come back when the pack cannot produce ``count`` distinct answers; a ``count`` out of
+    range is InvalidArgument on ``field_name``.
     """
     if not 1 <= count <= MAX_SAMPLE:
-        raise InvalidArgument("sample", f"must be between 1 and {MAX_SAMPLE}, got {count}")
+        raise InvalidArgument(field_name, f"must be between 1 and {MAX_SAMPLE}, got {count}")
     # One answer per batch, so the answers made before a pack runs dry are kept.
     generator = AnswerGenerator(
         pack, seed, slip_probability=slip_probability if pack.slips else 0.0, batch_size=1

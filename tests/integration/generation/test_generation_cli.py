@@ -95,3 +95,23 @@ async def test_packs_list_and_show(cli_env: dict[str, str]) -> None:
     assert "{rival}" in table.stdout and "Mayor Reginald Puffington" in table.stdout
     missing = await talklike(cli_env, "packs", "show", "nobody")
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+async def test_packs_show_asks_the_service_for_the_pack_and_samples(cli_env: dict[str, str]) -> None:
+    shown = await talklike(cli_env, "packs", "show", "puffington", "--sample", "3", "--seed", "5", "--json")
+    assert shown.exit_code == 0, shown.output
+    info = json.loads(shown.stdout)
+    assert len(info["samples"]) == 3 and {"style", "topic", "template_id", "question", "answer"} == set(
+        info["samples"][0]
+    )
+    assert info["placeholders_detail"]["rival"] > 0 and info["topics_list"] and info["combinations_log10"] > 0
+    again = json.loads(
+        (
+            await talklike(cli_env, "packs", "show", "puffington", "--sample", "3", "--seed", "5", "--json")
+        ).stdout
+    )
+    assert again["samples"] == info["samples"], "the same seed draws the same examples"
+    printed = await talklike(cli_env, "packs", "show", "puffington", "--sample", "2")
+    assert printed.exit_code == 0 and "Q: " in printed.stdout and "A: " in printed.stdout
+    too_many = await talklike(cli_env, "packs", "show", "puffington", "--sample", "101")
+    assert too_many.exit_code == 1 and "count" in too_many.output
