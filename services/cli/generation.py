@@ -15,7 +15,6 @@ import typer
 from rich.text import Text
 from talklike.cli.output import console, err_console, fail, follow_stream, rpc_errors, table, warn
 from talklike.common.client import connect
-from talklike.common.errors import TalklikeError
 from talklike.common.paths import data_home
 from talklike.v1 import generation_pb2 as pb
 from talklike.v1 import generation_pb2_grpc as pb_grpc
@@ -469,22 +468,6 @@ def _describe_dict(reply: pb.DescribePackResponse) -> dict[str, Any]:
     }
 
 
-def _read_pack(name: str, home: str | None) -> Any:
-    """The pack ``name`` from disk, or fail() listing its problems."""
-    from talklike.generation.packs import PackInvalid, load_pack
-
-    try:
-        return load_pack(name, _local_home(home))
-    except PackInvalid as error:
-        for problem in error.problems:
-            err_console.print(Text(str(problem)))
-        fail(
-            f"pack {name!r} has {len(error.problems)} problems (listed above)", "fix them in the pack's files"
-        )
-    except TalklikeError as error:
-        fail(error.message, "`talklike packs list --local` shows the packs there are")
-
-
 def _print_samples(samples: list[Any], wanted: int) -> None:
     for number, s in enumerate(samples, start=1):
         console.print(Text(f"\n{number}. [{s.style} · {s.topic} · {s.template_id}]", style="bold"))
@@ -499,12 +482,10 @@ def packs_diff(
     a: Annotated[str, typer.Argument(help="First pack.")],
     b: Annotated[str, typer.Argument(help="Second pack.")],
     as_json: JsonOption = False,
-    home: HomeOption = None,
 ) -> None:
-    """Compare two packs: sizes side by side, styles, and how their vocabularies overlap (from disk)."""
-    from talklike.generation.drafting.review import diff
-
-    result = diff(_read_pack(a, home), _read_pack(b, home))
+    """Compare two packs: sizes side by side, styles, and how their vocabularies overlap."""
+    with rpc_errors(SERVICE):
+        result = _diff_dict(stub().DiffPacks(pb.DiffPacksRequest(a=a, b=b)))
     if as_json:
         console.print_json(data=result)
         return
@@ -540,6 +521,62 @@ def packs_diff(
         )
     ]
     console.print(table(["vocabulary", a, b, "shared", "overlap"], overlaps, markup=False))
+
+
+def _number(value: float) -> int | float:
+    """A count as an integer, a fraction as it is (the contract carries both as doubles)."""
+    return int(value) if value.is_integer() else value
+
+
+def _overlap_dict(row: pb.Overlap) -> dict[str, Any]:
+    return {
+        "a": row.a_count,
+        "b": row.b_count,
+        "shared": row.shared_count,
+        "only_a": row.only_a_count,
+        "only_b": row.only_b_count,
+        "jaccard": row.jaccard,
+    }
+
+
+def _diff_dict(reply: pb.DiffPacksResponse) -> dict[str, Any]:
+    """DiffPacks' reply in the shape ``packs diff --json`` has always printed."""
+    placeholders: dict[str, Any] = {}
+    for row in reply.placeholders:
+        item = {**_overlap_dict(row), "in": row.present_in}
+        if row.present_in == "both":
+            item["examples_only_a"] = list(row.examples_only_a)
+            item["examples_only_b"] = list(row.examples_only_b)
+        placeholders[row.what] = item
+    both = [s for s in reply.styles if s.HasField("a_template_count") and s.HasField("b_template_count")]
+    return {
+        "a": {
+            "name": reply.a.name,
+            "display_name": reply.a.display_name,
+            "language": reply.a.language,
+            "source": reply.a.source,
+        },
+        "b": {
+            "name": reply.b.name,
+            "display_name": reply.b.display_name,
+            "language": reply.b.language,
+            "source": reply.b.source,
+        },
+        "sizes": {
+            size.what: {"a": _number(size.a), "b": _number(size.b), "delta": _number(size.delta)}
+            for size in reply.sizes
+        },
+        "styles": {
+            "only_a": [s.id for s in reply.styles if not s.HasField("b_template_count")],
+            "only_b": [s.id for s in reply.styles if not s.HasField("a_template_count")],
+            "both": {s.id: {"a": s.a_template_count, "b": s.b_template_count} for s in both},
+        },
+        "placeholders": placeholders,
+        "topics": _overlap_dict(reply.topics),
+        "template_words": _overlap_dict(reply.template_words),
+        "catchphrases": _overlap_dict(reply.catchphrases),
+        "mean_template_chars": {"a": reply.a_mean_template_chars, "b": reply.b_mean_template_chars},
+    }
 
 
 @packs_app.command("draft")

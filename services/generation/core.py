@@ -39,7 +39,7 @@ from talklike.generation.dataset import (
     validate_numbers,
 )
 from talklike.generation.drafting.drafter import Drafter
-from talklike.generation.drafting.review import Sample, sample
+from talklike.generation.drafting.review import PackDiff, Sample, diff, sample
 from talklike.generation.drafting.spec import DraftResult, DraftSpec, check_target
 from talklike.generation.drafting.state import ProgressCallback as DraftProgress
 from talklike.generation.endpoints import allowed_urls, choose_endpoint
@@ -120,6 +120,10 @@ class GenerationCore:
     def pack(self, name: str) -> Pack:
         """The pack ``name`` (built-in or under the home): NotFound, or PackInvalid with its problems."""
         return load_pack(name, self.home)
+
+    def diff_packs(self, a: str, b: str) -> PackDiff:
+        """Packs ``a`` and ``b`` side by side (sizes, styles, vocabularies)."""
+        return diff(self.pack(a), self.pack(b))
 
     def sample_pack(self, name: str, count: int, seed: int) -> list[Sample]:
         """``count`` examples of pack ``name`` drawn as a dataset run draws them."""

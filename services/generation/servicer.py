@@ -17,6 +17,7 @@ from talklike.common.service import ServiceBinding
 from talklike.generation import tokens
 from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRequest, Source
 from talklike.generation.dataset import DatasetResult
+from talklike.generation.drafting.review import Overlap, PackDiff
 from talklike.generation.drafting.spec import DraftResult, build_spec
 from talklike.generation.packs import Pack, PackEntry, describe
 from talklike.generation.settings import GenerationSettings
@@ -65,6 +66,59 @@ def pack_detail_pb(pack: Pack) -> pb.DescribePackResponse:
         topic_placeholder=pack.topic_placeholder,
         topics=list(pack.topics),
         catchphrases=list(pack.catchphrases),
+    )
+
+
+def overlap_pb(what: str, overlap: Overlap, **extra: Any) -> pb.Overlap:
+    return pb.Overlap(
+        what=what,
+        a_count=overlap.a,
+        b_count=overlap.b,
+        shared_count=overlap.shared,
+        only_a_count=overlap.only_a,
+        only_b_count=overlap.only_b,
+        jaccard=overlap.jaccard,
+        **extra,
+    )
+
+
+def diff_pb(result: PackDiff) -> pb.DiffPacksResponse:
+    styles = [
+        pb.StyleComparison(id=s, a_template_count=a, b_template_count=b)
+        for s, (a, b) in result.styles_both.items()
+    ]
+    styles += [pb.StyleComparison(id=s, a_template_count=0) for s in result.styles_only_a]
+    styles += [pb.StyleComparison(id=s, b_template_count=0) for s in result.styles_only_b]
+    return pb.DiffPacksResponse(
+        a=pb.PackSummary(
+            name=result.a.name,
+            display_name=result.a.display_name,
+            language=result.a.language,
+            source=result.a.source,
+        ),
+        b=pb.PackSummary(
+            name=result.b.name,
+            display_name=result.b.display_name,
+            language=result.b.language,
+            source=result.b.source,
+        ),
+        sizes=[pb.SizeComparison(what=k, a=v.a, b=v.b, delta=v.delta) for k, v in result.sizes.items()],
+        styles=styles,
+        placeholders=[
+            overlap_pb(
+                name,
+                row.overlap,
+                present_in=row.present_in,
+                examples_only_a=row.examples_only_a,
+                examples_only_b=row.examples_only_b,
+            )
+            for name, row in result.placeholders.items()
+        ],
+        topics=overlap_pb("topics", result.topics),
+        template_words=overlap_pb("template_words", result.template_words),
+        catchphrases=overlap_pb("catchphrases", result.catchphrases),
+        a_mean_template_chars=result.mean_template_chars[0],
+        b_mean_template_chars=result.mean_template_chars[1],
     )
 
 
@@ -149,6 +203,9 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     async def DescribePack(self, request: pb.DescribePackRequest, context: Any) -> pb.DescribePackResponse:
         return pack_detail_pb(await asyncio.to_thread(self.core.pack, request.name))
+
+    async def DiffPacks(self, request: pb.DiffPacksRequest, context: Any) -> pb.DiffPacksResponse:
+        return diff_pb(await asyncio.to_thread(self.core.diff_packs, request.a, request.b))
 
     async def SamplePack(self, request: pb.SamplePackRequest, context: Any) -> pb.SamplePackResponse:
         samples = await asyncio.to_thread(self.core.sample_pack, request.name, request.count, request.seed)

@@ -1221,3 +1221,238 @@ class SamplePackResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SamplePackResponse: _TypeAlias = SamplePackResponse  # noqa: Y015
+
+@_typing.final
+class DiffPacksRequest(_message.Message):
+    """Request of DiffPacks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    A_FIELD_NUMBER: _builtins.int
+    B_FIELD_NUMBER: _builtins.int
+    a: _builtins.str
+    """The first pack's name."""
+    b: _builtins.str
+    """The second pack's name."""
+    def __init__(
+        self,
+        *,
+        a: _builtins.str = ...,
+        b: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "b", b"b"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffPacksRequest: _TypeAlias = DiffPacksRequest  # noqa: Y015
+
+@_typing.final
+class SizeComparison(_message.Message):
+    """One count of both packs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WHAT_FIELD_NUMBER: _builtins.int
+    A_FIELD_NUMBER: _builtins.int
+    B_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    what: _builtins.str
+    """What is counted: templates, styles, placeholders, placeholder_values, questions, slips, topics,
+    catchphrases or combinations_log10.
+    """
+    a: _builtins.float
+    """In the first pack."""
+    b: _builtins.float
+    """In the second pack."""
+    delta: _builtins.float
+    """b - a."""
+    def __init__(
+        self,
+        *,
+        what: _builtins.str = ...,
+        a: _builtins.float = ...,
+        b: _builtins.float = ...,
+        delta: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "b", b"b", "delta", b"delta", "what", b"what"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SizeComparison: _TypeAlias = SizeComparison  # noqa: Y015
+
+@_typing.final
+class StyleComparison(_message.Message):
+    """A style and its templates in each pack."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    A_TEMPLATE_COUNT_FIELD_NUMBER: _builtins.int
+    B_TEMPLATE_COUNT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Style id."""
+    a_template_count: _builtins.int
+    """Templates in the first pack; absent when it has no such style."""
+    b_template_count: _builtins.int
+    """Templates in the second pack; absent when it has no such style."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        a_template_count: _builtins.int | None = ...,
+        b_template_count: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_a_template_count", b"_a_template_count", "_b_template_count", b"_b_template_count", "a_template_count", b"a_template_count", "b_template_count", b"b_template_count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_a_template_count", b"_a_template_count", "_b_template_count", b"_b_template_count", "a_template_count", b"a_template_count", "b_template_count", b"b_template_count", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__a_template_count: _TypeAlias = _typing.Literal["a_template_count"]  # noqa: Y015
+    _WhichOneofArgType__a_template_count: _TypeAlias = _typing.Literal["_a_template_count", b"_a_template_count"]  # noqa: Y015
+    _WhichOneofReturnType__b_template_count: _TypeAlias = _typing.Literal["b_template_count"]  # noqa: Y015
+    _WhichOneofArgType__b_template_count: _TypeAlias = _typing.Literal["_b_template_count", b"_b_template_count"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__a_template_count) -> _WhichOneofReturnType__a_template_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__b_template_count) -> _WhichOneofReturnType__b_template_count | None: ...
+
+Global___StyleComparison: _TypeAlias = StyleComparison  # noqa: Y015
+
+@_typing.final
+class Overlap(_message.Message):
+    """Two sets compared (a placeholder's values, topics, words of the templates, catchphrases)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WHAT_FIELD_NUMBER: _builtins.int
+    A_COUNT_FIELD_NUMBER: _builtins.int
+    B_COUNT_FIELD_NUMBER: _builtins.int
+    SHARED_COUNT_FIELD_NUMBER: _builtins.int
+    ONLY_A_COUNT_FIELD_NUMBER: _builtins.int
+    ONLY_B_COUNT_FIELD_NUMBER: _builtins.int
+    JACCARD_FIELD_NUMBER: _builtins.int
+    PRESENT_IN_FIELD_NUMBER: _builtins.int
+    EXAMPLES_ONLY_A_FIELD_NUMBER: _builtins.int
+    EXAMPLES_ONLY_B_FIELD_NUMBER: _builtins.int
+    what: _builtins.str
+    """What is compared: a placeholder's name, "topics", "template_words" or "catchphrases"."""
+    a_count: _builtins.int
+    """Distinct items in the first pack."""
+    b_count: _builtins.int
+    """Distinct items in the second pack."""
+    shared_count: _builtins.int
+    """Items both have."""
+    only_a_count: _builtins.int
+    """Items only the first has."""
+    only_b_count: _builtins.int
+    """Items only the second has."""
+    jaccard: _builtins.float
+    """Shared over all, 0 .. 1 (1 for two empty sets)."""
+    present_in: _builtins.str
+    """For a placeholder: "both", "a" or "b" (which pack has it); empty otherwise."""
+    @_builtins.property
+    def examples_only_a(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For a placeholder both have: a few values only the first has."""
+
+    @_builtins.property
+    def examples_only_b(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For a placeholder both have: a few values only the second has."""
+
+    def __init__(
+        self,
+        *,
+        what: _builtins.str = ...,
+        a_count: _builtins.int = ...,
+        b_count: _builtins.int = ...,
+        shared_count: _builtins.int = ...,
+        only_a_count: _builtins.int = ...,
+        only_b_count: _builtins.int = ...,
+        jaccard: _builtins.float = ...,
+        present_in: _builtins.str = ...,
+        examples_only_a: _abc.Iterable[_builtins.str] | None = ...,
+        examples_only_b: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_count", b"a_count", "b_count", b"b_count", "examples_only_a", b"examples_only_a", "examples_only_b", b"examples_only_b", "jaccard", b"jaccard", "only_a_count", b"only_a_count", "only_b_count", b"only_b_count", "present_in", b"present_in", "shared_count", b"shared_count", "what", b"what"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Overlap: _TypeAlias = Overlap  # noqa: Y015
+
+@_typing.final
+class DiffPacksResponse(_message.Message):
+    """Reply of DiffPacks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    A_FIELD_NUMBER: _builtins.int
+    B_FIELD_NUMBER: _builtins.int
+    SIZES_FIELD_NUMBER: _builtins.int
+    STYLES_FIELD_NUMBER: _builtins.int
+    PLACEHOLDERS_FIELD_NUMBER: _builtins.int
+    TOPICS_FIELD_NUMBER: _builtins.int
+    TEMPLATE_WORDS_FIELD_NUMBER: _builtins.int
+    CATCHPHRASES_FIELD_NUMBER: _builtins.int
+    A_MEAN_TEMPLATE_CHARS_FIELD_NUMBER: _builtins.int
+    B_MEAN_TEMPLATE_CHARS_FIELD_NUMBER: _builtins.int
+    a_mean_template_chars: _builtins.float
+    """Mean characters of a template in the first pack."""
+    b_mean_template_chars: _builtins.float
+    """Mean characters of a template in the second pack."""
+    @_builtins.property
+    def a(self) -> Global___PackSummary:
+        """The first pack."""
+
+    @_builtins.property
+    def b(self) -> Global___PackSummary:
+        """The second pack."""
+
+    @_builtins.property
+    def sizes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SizeComparison]:
+        """Counts side by side."""
+
+    @_builtins.property
+    def styles(self) -> _containers.RepeatedCompositeFieldContainer[Global___StyleComparison]:
+        """The styles both have (in the first pack's order), then those only one has."""
+
+    @_builtins.property
+    def placeholders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Overlap]:
+        """Every placeholder of either pack, by name."""
+
+    @_builtins.property
+    def topics(self) -> Global___Overlap:
+        """Topics (folded for case and accents)."""
+
+    @_builtins.property
+    def template_words(self) -> Global___Overlap:
+        """Words of the templates (folded)."""
+
+    @_builtins.property
+    def catchphrases(self) -> Global___Overlap:
+        """Catchphrases (folded)."""
+
+    def __init__(
+        self,
+        *,
+        a: Global___PackSummary | None = ...,
+        b: Global___PackSummary | None = ...,
+        sizes: _abc.Iterable[Global___SizeComparison] | None = ...,
+        styles: _abc.Iterable[Global___StyleComparison] | None = ...,
+        placeholders: _abc.Iterable[Global___Overlap] | None = ...,
+        topics: Global___Overlap | None = ...,
+        template_words: Global___Overlap | None = ...,
+        catchphrases: Global___Overlap | None = ...,
+        a_mean_template_chars: _builtins.float = ...,
+        b_mean_template_chars: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "b", b"b", "catchphrases", b"catchphrases", "template_words", b"template_words", "topics", b"topics"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "a_mean_template_chars", b"a_mean_template_chars", "b", b"b", "b_mean_template_chars", b"b_mean_template_chars", "catchphrases", b"catchphrases", "placeholders", b"placeholders", "sizes", b"sizes", "styles", b"styles", "template_words", b"template_words", "topics", b"topics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffPacksResponse: _TypeAlias = DiffPacksResponse  # noqa: Y015

@@ -72,6 +72,11 @@ class GenerationServiceStub:
                 request_serializer=talklike_dot_v1_dot_generation__pb2.SamplePackRequest.SerializeToString,
                 response_deserializer=talklike_dot_v1_dot_generation__pb2.SamplePackResponse.FromString,
                 _registered_method=True)
+        self.DiffPacks = channel.unary_unary(
+                '/talklike.v1.GenerationService/DiffPacks',
+                request_serializer=talklike_dot_v1_dot_generation__pb2.DiffPacksRequest.SerializeToString,
+                response_deserializer=talklike_dot_v1_dot_generation__pb2.DiffPacksResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -132,6 +137,13 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiffPacks(self, request, context):
+        """Two packs side by side: sizes, styles, and how their vocabularies overlap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +181,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.SamplePack,
                     request_deserializer=talklike_dot_v1_dot_generation__pb2.SamplePackRequest.FromString,
                     response_serializer=talklike_dot_v1_dot_generation__pb2.SamplePackResponse.SerializeToString,
+            ),
+            'DiffPacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffPacks,
+                    request_deserializer=talklike_dot_v1_dot_generation__pb2.DiffPacksRequest.FromString,
+                    response_serializer=talklike_dot_v1_dot_generation__pb2.DiffPacksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +380,33 @@ class GenerationService:
             '/talklike.v1.GenerationService/SamplePack',
             talklike_dot_v1_dot_generation__pb2.SamplePackRequest.SerializeToString,
             talklike_dot_v1_dot_generation__pb2.SamplePackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffPacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/talklike.v1.GenerationService/DiffPacks',
+            talklike_dot_v1_dot_generation__pb2.DiffPacksRequest.SerializeToString,
+            talklike_dot_v1_dot_generation__pb2.DiffPacksResponse.FromString,
             options,
             channel_credentials,
             insecure,

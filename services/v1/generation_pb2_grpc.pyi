@@ -56,6 +56,8 @@ class GenerationServiceStub:
     """Examples drawn from a pack as a dataset run draws them (even styles, slips, fitting questions),
     to judge its voice before training on it.
     """
+    DiffPacks: _grpc.UnaryUnaryMultiCallable[_generation_pb2.DiffPacksRequest, _generation_pb2.DiffPacksResponse]
+    """Two packs side by side: sizes, styles, and how their vocabularies overlap."""
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
@@ -85,6 +87,8 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     """Examples drawn from a pack as a dataset run draws them (even styles, slips, fitting questions),
     to judge its voice before training on it.
     """
+    DiffPacks: _aio.UnaryUnaryMultiCallable[_generation_pb2.DiffPacksRequest, _generation_pb2.DiffPacksResponse]  # type: ignore[assignment]
+    """Two packs side by side: sizes, styles, and how their vocabularies overlap."""
 
 class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Persona packs → answers → journalist questions → a chat JSONL dataset; validation of any
@@ -153,5 +157,13 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Examples drawn from a pack as a dataset run draws them (even styles, slips, fitting questions),
         to judge its voice before training on it.
         """
+
+    @_abc_1.abstractmethod
+    def DiffPacks(
+        self,
+        request: _generation_pb2.DiffPacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.DiffPacksResponse, _abc.Awaitable[_generation_pb2.DiffPacksResponse]]:
+        """Two packs side by side: sizes, styles, and how their vocabularies overlap."""
 
 def add_GenerationServiceServicer_to_server(servicer: GenerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

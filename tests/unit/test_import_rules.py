@@ -26,12 +26,8 @@ GRPC_MODULES = frozenset({"servicer.py", "client.py"})
 #: Imports that still break a rule: (file relative to services/, imported module) → what removes it.
 KNOWN: dict[tuple[str, str], str] = {
     ("cli/generation.py", "talklike.generation.packs"): (
-        "packs list --local and packs diff read packs from disk; a DiffPacks RPC (issue 18 point 3) removes diff's"
+        "packs list --local reads packs without a service (DESIGN: reading a pack needs none)"
     ),
-    (
-        "cli/generation.py",
-        "talklike.generation.drafting.review",
-    ): "packs diff: a DiffPacks RPC (issue 18 point 3)",
     ("evaluation/heldout.py", "talklike.generation.packs"): "a shared pack reader (free-form questions)",
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from talklike.common.errors import FailedPrecondition, InvalidArgument
@@ -70,69 +70,145 @@ def _words(pack: Pack) -> set[str]:
     return words
 
 
-def _overlap(a: set[str], b: set[str]) -> dict[str, Any]:
-    shared = a & b
-    union = a | b
-    return {
-        "a": len(a),
-        "b": len(b),
-        "shared": len(shared),
-        "only_a": len(a - b),
-        "only_b": len(b - a),
-        "jaccard": round(len(shared) / len(union), 3) if union else 1.0,
-    }
+@dataclass(frozen=True)
+class Overlap:
+    """Two sets compared: their sizes, what they share, and the Jaccard index (1 for two empty sets)."""
+
+    a: int
+    b: int
+    shared: int
+    only_a: int
+    only_b: int
+    jaccard: float
+
+    @staticmethod
+    def of(a: set[str], b: set[str]) -> Overlap:
+        shared, union = a & b, a | b
+        jaccard = round(len(shared) / len(union), 3) if union else 1.0
+        return Overlap(len(a), len(b), len(shared), len(a - b), len(b - a), jaccard)
 
 
-def diff(a: Pack, b: Pack) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PlaceholderComparison:
+    """One placeholder in either pack: which has it, how its values overlap, a few values only one has."""
+
+    overlap: Overlap
+    #: "both", "a" or "b".
+    present_in: str
+    examples_only_a: tuple[str, ...] = ()
+    examples_only_b: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SizeComparison:
+    """One count of both packs and b's difference from a."""
+
+    a: float
+    b: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class PackSide:
+    """Who a compared pack is."""
+
+    name: str
+    display_name: str
+    language: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PackDiff:
+    """Two packs side by side (``diff``); ``as_dict`` is the shape ``packs diff --json`` prints."""
+
+    a: PackSide
+    b: PackSide
+    sizes: dict[str, SizeComparison]
+    styles_only_a: tuple[str, ...]
+    styles_only_b: tuple[str, ...]
+    #: Style id → (templates in a, templates in b), for the styles both have.
+    styles_both: dict[str, tuple[int, int]]
+    placeholders: dict[str, PlaceholderComparison]
+    topics: Overlap
+    template_words: Overlap
+    catchphrases: Overlap
+    mean_template_chars: tuple[float, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        placeholders: dict[str, Any] = {}
+        for name, row in self.placeholders.items():
+            item: dict[str, Any] = {**asdict(row.overlap), "in": row.present_in}
+            if row.present_in == "both":
+                item["examples_only_a"] = list(row.examples_only_a)
+                item["examples_only_b"] = list(row.examples_only_b)
+            placeholders[name] = item
+        return {
+            "a": asdict(self.a),
+            "b": asdict(self.b),
+            "sizes": {k: asdict(v) for k, v in self.sizes.items()},
+            "styles": {
+                "only_a": list(self.styles_only_a),
+                "only_b": list(self.styles_only_b),
+                "both": {s: {"a": a, "b": b} for s, (a, b) in self.styles_both.items()},
+            },
+            "placeholders": placeholders,
+            "topics": asdict(self.topics),
+            "template_words": asdict(self.template_words),
+            "catchphrases": asdict(self.catchphrases),
+            "mean_template_chars": {"a": self.mean_template_chars[0], "b": self.mean_template_chars[1]},
+        }
+
+
+#: The counts ``diff`` compares, as ``describe`` names them.
+SIZES = (
+    "templates",
+    "styles",
+    "placeholders",
+    "placeholder_values",
+    "questions",
+    "slips",
+    "topics",
+    "catchphrases",
+    "combinations_log10",
+)
+
+
+def diff(a: Pack, b: Pack) -> PackDiff:
     """Sizes side by side, styles and placeholders each pack has, and how their vocabularies overlap."""
     info_a, info_b = describe(a), describe(b)
-    keys = (
-        "templates",
-        "styles",
-        "placeholders",
-        "placeholder_values",
-        "questions",
-        "slips",
-        "topics",
-        "catchphrases",
-        "combinations_log10",
-    )
-    sizes = {k: {"a": info_a[k], "b": info_b[k], "delta": round(info_b[k] - info_a[k], 2)} for k in keys}
+    sizes = {k: SizeComparison(info_a[k], info_b[k], round(info_b[k] - info_a[k], 2)) for k in SIZES}
     style_counts_a = {s["id"]: s["templates"] for s in info_a["styles_detail"]}
     style_counts_b = {s["id"]: s["templates"] for s in info_b["styles_detail"]}
-    styles = {
-        "only_a": sorted(set(style_counts_a) - set(style_counts_b)),
-        "only_b": sorted(set(style_counts_b) - set(style_counts_a)),
-        "both": {
-            s: {"a": style_counts_a[s], "b": style_counts_b[s]} for s in style_counts_a if s in style_counts_b
-        },
-    }
-    placeholders: dict[str, Any] = {}
+    placeholders: dict[str, PlaceholderComparison] = {}
     for name in sorted(set(a.placeholders) | set(b.placeholders)):
         values_a = set(a.placeholders.get(name, ()))
         values_b = set(b.placeholders.get(name, ()))
-        row = _overlap(values_a, values_b)
-        row["in"] = "both" if values_a and values_b else ("a" if values_a else "b")
-        if values_a and values_b:
-            row["examples_only_a"] = sorted(values_a - values_b)[:SHOWN_VALUES]
-            row["examples_only_b"] = sorted(values_b - values_a)[:SHOWN_VALUES]
-        placeholders[name] = row
-    folded_topics_a = {fold(t) for t in a.topics}
-    folded_topics_b = {fold(t) for t in b.topics}
-    return {
-        "a": {"name": a.name, "display_name": a.display_name, "language": a.language, "source": a.source},
-        "b": {"name": b.name, "display_name": b.display_name, "language": b.language, "source": b.source},
-        "sizes": sizes,
-        "styles": styles,
-        "placeholders": placeholders,
-        "topics": _overlap(folded_topics_a, folded_topics_b),
-        "template_words": _overlap(_words(a), _words(b)),
-        "catchphrases": _overlap({fold(c) for c in a.catchphrases}, {fold(c) for c in b.catchphrases}),
-        "mean_template_chars": {
-            "a": _mean(len(t.text.raw) for t in a.templates),
-            "b": _mean(len(t.text.raw) for t in b.templates),
+        both = bool(values_a and values_b)
+        placeholders[name] = PlaceholderComparison(
+            Overlap.of(values_a, values_b),
+            "both" if both else ("a" if values_a else "b"),
+            tuple(sorted(values_a - values_b)[:SHOWN_VALUES]) if both else (),
+            tuple(sorted(values_b - values_a)[:SHOWN_VALUES]) if both else (),
+        )
+    return PackDiff(
+        a=PackSide(a.name, a.display_name, a.language, a.source),
+        b=PackSide(b.name, b.display_name, b.language, b.source),
+        sizes=sizes,
+        styles_only_a=tuple(sorted(set(style_counts_a) - set(style_counts_b))),
+        styles_only_b=tuple(sorted(set(style_counts_b) - set(style_counts_a))),
+        styles_both={
+            s: (style_counts_a[s], style_counts_b[s]) for s in style_counts_a if s in style_counts_b
         },
-    }
+        placeholders=placeholders,
+        topics=Overlap.of({fold(t) for t in a.topics}, {fold(t) for t in b.topics}),
+        template_words=Overlap.of(_words(a), _words(b)),
+        catchphrases=Overlap.of({fold(c) for c in a.catchphrases}, {fold(c) for c in b.catchphrases}),
+        mean_template_chars=(
+            _mean(len(t.text.raw) for t in a.templates),
+            _mean(len(t.text.raw) for t in b.templates),
+        ),
+    )
 
 
 def _mean(values: Any) -> float:

@@ -115,3 +115,12 @@ async def test_packs_show_asks_the_service_for_the_pack_and_samples(cli_env: dic
     assert printed.exit_code == 0 and "Q: " in printed.stdout and "A: " in printed.stdout
     too_many = await talklike(cli_env, "packs", "show", "puffington", "--sample", "101")
     assert too_many.exit_code == 1 and "count" in too_many.output
+
+
+async def test_packs_diff_asks_the_service(cli_env: dict[str, str]) -> None:
+    same = json.loads((await talklike(cli_env, "packs", "diff", "puffington", "puffington", "--json")).stdout)
+    assert same["sizes"]["templates"] == {"a": 50, "b": 50, "delta": 0}
+    assert same["template_words"]["jaccard"] == 1.0 and same["styles"]["only_a"] == []
+    assert all(row["in"] == "both" for row in same["placeholders"].values())
+    missing = await talklike(cli_env, "packs", "diff", "puffington", "nobody")
+    assert missing.exit_code == 1 and "not found" in missing.output

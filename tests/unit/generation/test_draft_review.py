@@ -51,7 +51,7 @@ def test_diff_compares_sizes_styles_and_vocabularies(
         {"id": "c-3", "style": "calm", "topic": "*", "text": "Whisper {topic} to {extra}."}
     )
     b = load_pack_dir(write_pack(base_files, name="other"))
-    result = diff(a, b)
+    result = diff(a, b).as_dict()
     assert result["sizes"]["templates"] == {"a": 5, "b": 6, "delta": 1}
     assert result["sizes"]["placeholders"] == {"a": 3, "b": 4, "delta": 1}
     assert result["styles"] == {
@@ -68,4 +68,4 @@ def test_diff_compares_sizes_styles_and_vocabularies(
     assert result["topics"]["jaccard"] == 1.0
     words = result["template_words"]
     assert words["only_b"] == 2 and words["shared"] == words["a"], "whisper and to are new"
-    assert diff(a, a)["template_words"]["jaccard"] == 1.0
+    assert diff(a, a).template_words.jaccard == 1.0
