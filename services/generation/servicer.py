@@ -19,7 +19,7 @@ from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRe
 from talklike.generation.dataset import DatasetResult
 from talklike.generation.drafting.review import Overlap, PackDiff
 from talklike.generation.drafting.spec import DraftResult, build_spec
-from talklike.generation.packs import Pack, PackEntry, describe
+from talklike.generation.packs import Pack, PackEntry, saturating
 from talklike.generation.settings import GenerationSettings
 from talklike.v1 import common_pb2
 from talklike.v1 import generation_pb2 as pb
@@ -31,22 +31,27 @@ def pack_pb(entry: PackEntry) -> pb.PackSummary:
     if entry.pack is None:
         summary.problems.extend(str(p) for p in entry.problems)
         return summary
-    info = describe(entry.pack)
-    summary.display_name = info["display_name"]
-    summary.language = info["language"]
-    summary.signature = info["signature"]
-    summary.satire = info["satire"]
-    summary.description = info["description"]
-    summary.template_count = info["templates"]
-    summary.style_count = info["styles"]
-    summary.placeholder_count = info["placeholders"]
-    summary.question_count = info["questions"]
-    summary.slip_count = info["slips"]
-    summary.combination_count = info["combinations"]
-    summary.digest = info["digest"]
+    pack = entry.pack
+    summary.display_name = pack.display_name
+    summary.language = pack.language
+    summary.signature = pack.signature
+    summary.satire = pack.satire
+    summary.description = pack.description
+    summary.template_count = len(pack.templates)
+    summary.style_count = len(pack.styles)
+    summary.placeholder_count = len(pack.placeholders)
+    summary.question_count = len(pack.questions)
+    summary.slip_count = len(pack.slips)
+    summary.combination_count = saturating(pack.combinations())
+    summary.digest = pack.digest
     summary.styles.extend(
-        pb.PackStyle(id=s["id"], name=s["name"], description=s["description"], template_count=s["templates"])
-        for s in info["styles_detail"]
+        pb.PackStyle(
+            id=s.id,
+            name=s.name,
+            description=s.description,
+            template_count=len(pack.templates_by_style.get(s.id, ())),
+        )
+        for s in pack.styles
     )
     return summary
 
