@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 import grpc
@@ -12,7 +13,7 @@ from talklike.common.service import ServiceBinding
 from talklike.training.compute import Compute
 from talklike.training.manager import JobManager
 from talklike.training.settings import TrainingSettings
-from talklike.training.spec import Hyperparameters, build_spec
+from talklike.training.spec import Hyperparameters, JobSpec, build_spec
 from talklike.training.store import EventRecord, JobRecord
 from talklike.v1 import training_pb2 as pb
 from talklike.v1 import training_pb2_grpc as pb_grpc
@@ -55,9 +56,8 @@ def compute_from(c: pb.ComputeOptions, default_device: str) -> Compute:
     )
 
 
-def compute_pb(compute: dict[str, Any]) -> pb.ComputeOptions:
-    """A stored job's compute options as the proto."""
-    c = Compute(**compute)
+def compute_pb(c: Compute) -> pb.ComputeOptions:
+    """A job's compute options as the proto."""
     return pb.ComputeOptions(
         device={v: k for k, v in DEVICES.items()}.get(c.device, pb.COMPUTE_DEVICE_UNSPECIFIED),
         precision={v: k for k, v in PRECISIONS.items()}[c.precision],
@@ -105,8 +105,9 @@ def given_fields(request: pb.CreateJobRequest) -> list[str]:
     return paths + (["export_merged"] if request.export_merged else [])
 
 
-def hyperparameters_pb(hp: dict[str, Any]) -> pb.Hyperparameters:
-    """A stored job's settings as the proto (jobs stored before a field existed get its default)."""
+def hyperparameters_pb(hyperparameters: Hyperparameters) -> pb.Hyperparameters:
+    """A job's settings as the proto (the contract's fields of the dataclass, the schedule as its enum)."""
+    hp = asdict(hyperparameters)
     known = {f.name for f in pb.Hyperparameters.DESCRIPTOR.fields}
     fields = {k: v for k, v in hp.items() if k in known}
     fields["learning_rate_schedule"] = SCHEDULE_PB.get(hp.get("learning_rate_schedule", "linear"), 0)
@@ -114,17 +115,16 @@ def hyperparameters_pb(hp: dict[str, Any]) -> pb.Hyperparameters:
 
 
 def job_pb(job: JobRecord) -> pb.Job:
-    spec = job.spec
-    hp = spec["hyperparameters"]
+    spec = JobSpec.from_dict(job.spec)
     return pb.Job(
         id=job.id,
         state=STATES[job.state],
         backend=BACKEND_PB[job.backend],
-        dataset_path=spec["dataset_path"],
-        validation_dataset_path=spec["validation_dataset_path"],
-        base_model=spec["base_model"],
-        adapter_name=spec["adapter_name"],
-        hyperparameters=hyperparameters_pb(hp),
+        dataset_path=spec.dataset_path,
+        validation_dataset_path=spec.validation_dataset_path,
+        base_model=spec.base_model,
+        adapter_name=spec.adapter_name,
+        hyperparameters=hyperparameters_pb(spec.hyperparameters),
         step=job.step,
         total_steps=job.total_steps,
         train_loss=job.train_loss,
@@ -133,7 +133,7 @@ def job_pb(job: JobRecord) -> pb.Job:
         error_message=job.error_message,
         adapter_path=job.adapter_path,
         fine_tuned_model=job.fine_tuned_model,
-        compute=compute_pb(spec.get("compute", {})) if job.backend == "peft" else None,
+        compute=compute_pb(spec.compute) if job.backend == "peft" else None,
         created_at_unix_ms=int(job.created_at * 1000),
         updated_at_unix_ms=int(job.updated_at * 1000),
     )
