@@ -33,7 +33,7 @@ from pathlib import Path
 
 from talklike.common.testing import running_service
 from talklike.generation.dataset import DatasetBuilder, DatasetSpec
-from talklike.generation.packs import list_packs, load_pack
+from talklike.packs.loader import list_packs, load_pack
 from talklike.generation.validation import iter_file_lines
 from talklike.moderation.dataset import moderate_dataset
 from talklike.moderation.evaluation import load_set

@@ -292,7 +292,7 @@ def packs_list(
     """The built-in and user packs with their counts."""
     rows: list[dict[str, Any]] = []
     if local:
-        from talklike.generation.packs import describe, list_packs
+        from talklike.packs.loader import describe, list_packs
 
         for entry in list_packs(_local_home(home)):
             if entry.pack is None:

@@ -80,7 +80,7 @@ def freeform_items(pack_directory: Path, limit: int = 0) -> list[HeldoutItem]:
     way), so before/after prompts of both sources are comparable. An empty list when the pack
     has no freeform.yaml; the pack's own validation errors (PackInvalid) when it is broken.
     """
-    from talklike.generation.packs import load_pack_dir
+    from talklike.packs.loader import load_pack_dir
 
     pack = load_pack_dir(pack_directory)
     questions = pack.freeform_questions[:limit] if limit else pack.freeform_questions

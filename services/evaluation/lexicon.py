@@ -14,13 +14,12 @@ from typing import Any
 import yaml
 from talklike.common.errors import NotFound
 from talklike.evaluation.scoring import PersonaLexicon
-
-BUILTIN_PACKS = Path(__file__).resolve().parent.parent / "generation" / "packs"
+from talklike.packs.loader import BUILTIN_PACKS_DIR
 
 
 def pack_dir(name: str, home: Path) -> Path:
     """A user pack under <home>/packs, else a built-in one."""
-    for base in (home / "packs", BUILTIN_PACKS):
+    for base in (home / "packs", BUILTIN_PACKS_DIR):
         if (base / name / "persona.yaml").is_file():
             return base / name
     raise NotFound("pack", name, "`talklike packs list` shows the packs")

@@ -44,8 +44,8 @@ from talklike.generation.drafting.spec import DraftResult, DraftSpec, check_targ
 from talklike.generation.drafting.state import ProgressCallback as DraftProgress
 from talklike.generation.endpoints import allowed_urls, choose_endpoint
 from talklike.generation.llm import LlmConfig
-from talklike.generation.packs import Pack, PackEntry, list_packs, load_pack
 from talklike.generation.settings import GenerationSettings
+from talklike.packs.loader import Pack, PackEntry, list_packs, load_pack
 
 DEFAULT_MAX_PROBLEMS = 1000
 

@@ -38,8 +38,8 @@ from talklike.generation import tokens
 from talklike.generation.dedupe import DuplicateIndex, fold
 from talklike.generation.engine import Answer, AnswerGenerator, Rejected
 from talklike.generation.llm import LlmConfig, LlmQuestionWriter, LlmStats, ResponseCache
-from talklike.generation.packs import Pack
 from talklike.generation.questions import QuestionPicker, split_question_pool
+from talklike.packs.loader import Pack
 
 MAX_COUNT = 1_000_000
 MAX_BATCH_SIZE = 1_000_000

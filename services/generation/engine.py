@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from talklike.common.errors import FailedPrecondition
 from talklike.generation.dedupe import DuplicateIndex, keys_of_translated, translate
-from talklike.generation.packs import ANY, PLACEHOLDER_RE, Pack, Template
+from talklike.packs.loader import ANY, PLACEHOLDER_RE, Pack, Template
 
 #: How many candidates one slot may reject (as duplicates) before the pack counts as exhausted.
 MAX_DRAWS_PER_SLOT = 200

@@ -34,7 +34,7 @@ from talklike.common.errors import FailedPrecondition, InvalidArgument
 from talklike.common.openai_calls import call_with_retries
 from talklike.common.paths import atomic_write_text
 from talklike.generation.engine import Answer
-from talklike.generation.packs import Pack
+from talklike.packs.loader import Pack
 
 #: A question longer than this is not a question but a speech.
 MAX_QUESTION_CHARS = 400

@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 
 from talklike.generation.engine import Answer
-from talklike.generation.packs import ANY, Pack, Question
+from talklike.packs.loader import ANY, Pack, Question
 
 #: Share of the question templates reserved for held-out questions (at least one when possible).
 HELDOUT_TEMPLATE_SHARE = 0.2

@@ -19,8 +19,8 @@ from talklike.generation.core import DEFAULT_MAX_PROBLEMS, GenerationCore, LlmRe
 from talklike.generation.dataset import DatasetResult
 from talklike.generation.drafting.review import Overlap, PackDiff
 from talklike.generation.drafting.spec import DraftResult, build_spec
-from talklike.generation.packs import Pack, PackEntry, saturating
 from talklike.generation.settings import GenerationSettings
+from talklike.packs.loader import Pack, PackEntry, saturating
 from talklike.v1 import common_pb2
 from talklike.v1 import generation_pb2 as pb
 from talklike.v1 import generation_pb2_grpc as pb_grpc

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from talklike.generation.packs import PLACEHOLDER_NAME_RE, PLACEHOLDER_RE
+from talklike.packs.loader import PLACEHOLDER_NAME_RE, PLACEHOLDER_RE
 
 #: How far into a reply the JSON may start (a reply is prose + JSON at worst).
 MAX_JSON_STARTS = 20

@@ -27,7 +27,7 @@ from talklike.generation.drafting.answers import (
 )
 from talklike.generation.drafting.gates import topic_count, value_count
 from talklike.generation.drafting.state import TOPIC, DraftContext, Parsed, gather_all
-from talklike.generation.pack_schema import LANGUAGE_RE
+from talklike.packs.schema import LANGUAGE_RE
 
 #: Placeholders besides the topic, and the fewest usable items some steps must give.
 PLACEHOLDER_NAMES = 3

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from talklike.common.errors import FailedPrecondition
 from talklike.generation.dedupe import DuplicateIndex, fold, near_keys
 from talklike.generation.engine import AnswerGenerator
-from talklike.generation.packs import Pack
+from talklike.packs.loader import Pack
 
 #: The fewest templates a draft may end with (the smallest request).
 MIN_TEMPLATES = 10

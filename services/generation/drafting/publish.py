@@ -22,7 +22,7 @@ from talklike.generation.drafting.gates import pack_problems, slip_rules
 from talklike.generation.drafting.spec import DraftSpec
 from talklike.generation.drafting.state import TOPIC, DraftContext, Plan
 from talklike.generation.engine import AnswerGenerator
-from talklike.generation.packs import PackInvalid, load_pack_dir
+from talklike.packs.loader import PackInvalid, load_pack_dir
 
 
 def pack_files(spec: DraftSpec, plan: Plan) -> dict[str, str]:

@@ -16,8 +16,8 @@ from typing import Any
 from talklike.common.errors import FailedPrecondition, InvalidArgument
 from talklike.generation.dedupe import fold
 from talklike.generation.engine import AnswerGenerator
-from talklike.generation.packs import Pack, describe
 from talklike.generation.questions import QuestionPicker
+from talklike.packs.loader import Pack, describe
 
 MAX_SAMPLE = 100
 #: Values shown per side for a placeholder the two packs share but fill differently.

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from talklike.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from talklike.generation.drafting.gates import MAX_TEMPLATES, MIN_TEMPLATES, default_style_count
 from talklike.generation.llm import LlmConfig
-from talklike.generation.pack_schema import LANGUAGE_RE, NAME_RE
-from talklike.generation.packs import BUILTIN_PACKS_DIR
+from talklike.packs.loader import BUILTIN_PACKS_DIR
+from talklike.packs.schema import LANGUAGE_RE, NAME_RE
 
 if TYPE_CHECKING:
     from talklike.generation.drafting.report import DraftFigures

@@ -16,12 +16,13 @@ from openpyxl import load_workbook
 from talklike.common.testing import running_service
 from talklike.evaluation.heldout import freeform_items, read_heldout
 from talklike.evaluation.judge import PairwiseJudge
-from talklike.evaluation.lexicon import BUILTIN_PACKS, lexicon_for_pack
+from talklike.evaluation.lexicon import lexicon_for_pack
 from talklike.evaluation.metrics import METRICS
 from talklike.evaluation.runner import EvalSettings, eval_calls, run_eval
 from talklike.inference.client import InferenceClient
 from talklike.inference.servicer import create_service
 from talklike.inference.settings import InferenceSettings
+from talklike.packs.loader import BUILTIN_PACKS_DIR
 from tiny_adapters import make_adapter
 
 QUESTIONS = [
@@ -31,7 +32,7 @@ QUESTIONS = [
     ("Co vzkážete opozici?", "korupce"),
 ]
 FREEFORM = 2
-PACK = BUILTIN_PACKS / "babis"
+PACK = BUILTIN_PACKS_DIR / "babis"
 
 
 def write_heldout(path: Path) -> None:

@@ -26,9 +26,9 @@ from aiohttp import web
 from loopback_http import chat_completion, serve
 from talklike.cli.main import app
 from talklike.common.testing import RunningService, running_service
-from talklike.generation.packs import load_pack
 from talklike.generation.servicer import create_service
 from talklike.generation.settings import GenerationSettings
+from talklike.packs.loader import load_pack
 from talklike.v1 import generation_pb2 as pb
 from talklike.v1 import generation_pb2_grpc as pb_grpc
 from typer.testing import CliRunner, Result

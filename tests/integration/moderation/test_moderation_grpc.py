@@ -10,9 +10,9 @@ import grpc
 import pytest
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.dataset import DatasetBuilder, DatasetSpec
-from talklike.generation.packs import list_packs, load_pack
 from talklike.moderation.servicer import create_service
 from talklike.moderation.settings import ModerationSettings
+from talklike.packs.loader import list_packs, load_pack
 from talklike.v1 import common_pb2
 from talklike.v1 import moderation_pb2 as pb
 from talklike.v1 import moderation_pb2_grpc as pb_grpc

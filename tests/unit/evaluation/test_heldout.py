@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from talklike.common.errors import InvalidArgument
 from talklike.evaluation.heldout import freeform_items, read_heldout
-from talklike.evaluation.lexicon import BUILTIN_PACKS
-from talklike.generation.packs import load_pack_dir
+from talklike.packs.loader import BUILTIN_PACKS_DIR, load_pack_dir
 
 SYSTEM = {"role": "system", "content": "Persona."}
 USER = {"role": "user", "content": "Otázka?"}
@@ -53,8 +52,8 @@ def test_missing_or_empty_file(tmp_path: Path) -> None:
 
 
 def test_freeform_questions_are_asked_like_heldout_ones() -> None:
-    pack = load_pack_dir(BUILTIN_PACKS / "babis")
-    items = freeform_items(BUILTIN_PACKS / "babis")
+    pack = load_pack_dir(BUILTIN_PACKS_DIR / "babis")
+    items = freeform_items(BUILTIN_PACKS_DIR / "babis")
     assert len(items) == len(pack.freeform_questions) >= 60
     first = items[0]
     # The same chat shape as generation's heldout.jsonl: the pack's system prompt, then the question.
@@ -63,11 +62,11 @@ def test_freeform_questions_are_asked_like_heldout_ones() -> None:
         {"role": "user", "content": pack.freeform_questions[0].text},
     ]
     assert (first.source, first.reference, first.topic) == ("freeform", "", pack.freeform_questions[0].topic)
-    assert len(freeform_items(BUILTIN_PACKS / "babis", limit=3)) == 3
+    assert len(freeform_items(BUILTIN_PACKS_DIR / "babis", limit=3)) == 3
 
 
 def test_a_pack_without_freeform_questions_gives_none(tmp_path: Path) -> None:
-    shutil.copytree(BUILTIN_PACKS / "babis", tmp_path / "babis")
+    shutil.copytree(BUILTIN_PACKS_DIR / "babis", tmp_path / "babis")
     (tmp_path / "babis" / "freeform.yaml").unlink()
     assert freeform_items(tmp_path / "babis") == []
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from talklike.evaluation.lexicon import BUILTIN_PACKS, topic_forms
+from talklike.evaluation.lexicon import topic_forms
 from talklike.evaluation.relevance import TopicChecker, content_words, stem_match, topic_variants
+from talklike.packs.loader import BUILTIN_PACKS_DIR
 
 FORMS = {
     "válka": ("války", "válce", "válku", "válce", "válkou", "s válkou", "k válce", "z války"),
@@ -65,5 +66,5 @@ def test_off_topic_answers() -> None:
 
 
 def test_the_babis_pack_declares_its_topics_forms() -> None:
-    forms = topic_forms(BUILTIN_PACKS / "babis")
+    forms = topic_forms(BUILTIN_PACKS_DIR / "babis")
     assert "inflaci" in forms["inflace"] and "s inflací" in forms["inflace"]

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 from talklike.generation.engine import AnswerGenerator
-from talklike.generation.packs import Pack, Text, load_pack
+from talklike.packs.loader import Pack, Text, load_pack
 
 #: "téma {tema}", "k tématu {tema}", "s tématem {tema}"... wrapped around the topic.
 CRUTCH = re.compile(r"\b(?:téma|tématu|tématem|tématech)\s+\{[Tt]ema[^}]*\}", re.IGNORECASE)

@@ -22,7 +22,7 @@ from talklike.generation.drafting.gates import (
 )
 from talklike.generation.drafting.spec import build_spec, check_target, split_examples
 from talklike.generation.llm import LlmConfig
-from talklike.generation.packs import load_pack_dir
+from talklike.packs.loader import load_pack_dir
 
 PackWriter = Callable[..., Path]
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from talklike.common.errors import InvalidArgument
 from talklike.generation.drafting.review import diff, sample
-from talklike.generation.packs import load_pack, load_pack_dir
+from talklike.packs.loader import load_pack, load_pack_dir
 
 PackWriter = Callable[..., Path]
 

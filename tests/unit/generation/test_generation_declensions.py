@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from talklike.generation.engine import AnswerGenerator
-from talklike.generation.packs import PackInvalid, load_pack_dir
 from talklike.generation.questions import QuestionPicker
+from talklike.packs.loader import PackInvalid, load_pack_dir
 
 PackWriter = Callable[..., Path]
 

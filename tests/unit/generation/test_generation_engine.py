@@ -16,7 +16,7 @@ from talklike.common.errors import AlreadyExists, FailedPrecondition, InvalidArg
 from talklike.generation.dataset import DatasetBuilder, DatasetSpec, resolve_out, validate_numbers
 from talklike.generation.dedupe import DuplicateIndex, fold, near_keys
 from talklike.generation.engine import AnswerGenerator, slip_quota, style_schedule
-from talklike.generation.packs import list_packs, load_pack, load_pack_dir
+from talklike.packs.loader import list_packs, load_pack, load_pack_dir
 
 PackWriter = Callable[..., Path]
 BUILTIN = [entry.name for entry in list_packs(None)]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from talklike.common.errors import InvalidArgument, NotFound
-from talklike.generation.packs import PackInvalid, describe, list_packs, load_pack, load_pack_dir
+from talklike.packs.loader import PackInvalid, describe, list_packs, load_pack, load_pack_dir
 
 PackWriter = Callable[..., Path]
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 from talklike.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from talklike.generation.pack_schema import (
+from talklike.packs.schema import (
     ID_RE,
     NAME_RE,
     PLACEHOLDER_VALUE,
@@ -35,10 +35,10 @@ from talklike.generation.pack_schema import (
     StyleRecord,
     TemplateRecord,
 )
-from talklike.generation.pack_schema import problems as problems_of
+from talklike.packs.schema import problems as problems_of
 
 #: Built-in packs ship inside the package; user packs live under ``<home>/packs``.
-BUILTIN_PACKS_DIR = Path(__file__).resolve().parent / "packs"
+BUILTIN_PACKS_DIR = Path(__file__).resolve().parent.parent / "generation" / "packs"
 
 PLACEHOLDER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: ``{name}`` in a text; anything else in braces is a problem (literal braces are not supported).
