@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +21,22 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve_post(
+    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> AsyncIterator[str]:
+    """Serve one POST endpoint (``/v1/chat/completions``, ``/v1/moderations``...) with ``handler``; yields the base URL."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    async with serve(app) as base_url:
+        yield base_url
+
+
+def api_error(status: int, message: str, **fields: Any) -> web.Response:
+    """An error in OpenAI's format, ``{"error": {"message": ..., **fields}}``, with HTTP ``status``."""
+    return web.json_response({"error": {"message": message, **fields}}, status=status)
 
 
 def chat_completion(model: str, content: str) -> web.Response:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
-from loopback_http import chat_completion, serve
+from loopback_http import chat_completion, serve_post
 
 SIGNATURE = "Andrej Babiš"
 QUESTION = "Jak hodnotíte inflaci?"
@@ -46,7 +46,5 @@ async def completions(request: web.Request, seen: list[dict[str, Any]]) -> web.R
 async def judge_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     """The server's API base URL and the request bodies it received."""
     seen: list[dict[str, Any]] = []
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", lambda request: completions(request, seen))
-    async with serve(app) as base_url:
+    async with serve_post("/v1/chat/completions", lambda request: completions(request, seen)) as base_url:
         yield base_url, seen

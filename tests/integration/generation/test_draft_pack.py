@@ -23,7 +23,7 @@ import grpc
 import pytest
 import yaml
 from aiohttp import web
-from loopback_http import chat_completion, serve
+from loopback_http import api_error, chat_completion, serve_post
 from talklike.cli.main import app
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.servicer import create_service
@@ -121,7 +121,7 @@ class ScriptedLlm:
         body = await request.json()
         self.requests.append(body)
         if self.down_after is not None and len(self.requests) > self.down_after:
-            return web.json_response({"error": {"message": "overloaded"}}, status=500)
+            return api_error(500, "overloaded")
         messages = body["messages"]  # system, the worked example (user, assistant), the request
         prompt = messages[3]["content"]
         retry = len(messages) > 4
@@ -262,9 +262,7 @@ class ScriptedLlm:
 @pytest.fixture
 async def llm() -> AsyncIterator[tuple[ScriptedLlm, str]]:
     fake = ScriptedLlm()
-    web_app = web.Application()
-    web_app.router.add_post("/v1/chat/completions", fake.completions)
-    async with serve(web_app) as base_url:
+    async with serve_post("/v1/chat/completions", fake.completions) as base_url:
         yield fake, base_url
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
-from loopback_http import chat_completion, serve
+from loopback_http import api_error, chat_completion, serve_post
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.servicer import create_service
 from talklike.generation.settings import GenerationSettings
@@ -48,19 +48,13 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         if request.headers.get("Authorization") != f"Bearer {KEY}":
-            return web.json_response(
-                {"error": {"message": "bad key", "type": "invalid_request_error"}}, status=401
-            )
+            return api_error(401, "bad key", type="invalid_request_error")
         if body["model"] == "locked":
-            return web.json_response(
-                {"error": {"message": "no access", "type": "invalid_request_error"}}, status=401
-            )
+            return api_error(401, "no access", type="invalid_request_error")
         if body["model"] != "journalist-1":
-            return web.json_response(
-                {"error": {"message": "model not found", "code": "model_not_found"}}, status=404
-            )
+            return api_error(404, "model not found", code="model_not_found")
         if self.fail_first_with_500 and len(self.requests) == 1:
-            return web.json_response({"error": {"message": "overloaded"}}, status=500)
+            return api_error(500, "overloaded")
         user = body["messages"][1]["content"]
         batch = self.seen_batches.setdefault(user, len(self.seen_batches))
         if batch in self.malformed_batches and batch not in self.malformed_sent:
@@ -81,9 +75,7 @@ class FakeOpenAI:
 @pytest.fixture
 async def fake_openai() -> AsyncIterator[tuple[FakeOpenAI, str]]:
     fake = FakeOpenAI()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", fake.completions)
-    async with serve(app) as base_url:
+    async with serve_post("/v1/chat/completions", fake.completions) as base_url:
         yield fake, base_url
 
 

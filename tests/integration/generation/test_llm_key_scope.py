@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
-from loopback_http import serve
+from loopback_http import api_error, serve_post
 from talklike.common.testing import RunningService, running_service
 from talklike.generation.servicer import create_service
 from talklike.generation.settings import GenerationSettings
@@ -31,11 +31,9 @@ async def listener() -> AsyncIterator[tuple[list[str], str]]:
 
     async def completions(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Authorization", ""))
-        return web.json_response({"error": {"message": "no", "type": "invalid_request_error"}}, status=401)
+        return api_error(401, "no", type="invalid_request_error")
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    async with serve(app) as base_url:
+    async with serve_post("/v1/chat/completions", completions) as base_url:
         yield seen, base_url
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
-from loopback_http import serve
+from loopback_http import serve_post
 from talklike.common.errors import FailedPrecondition
 from talklike.common.testing import running_service
 from talklike.inference.backends.openai_backend import OpenAIBackend
@@ -49,9 +49,7 @@ async def fake_openai() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         await response.write(b"data: [DONE]\n\n")
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    async with serve(app) as base_url:
+    async with serve_post("/v1/chat/completions", completions) as base_url:
         yield base_url, seen
 
 

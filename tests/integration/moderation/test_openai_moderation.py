@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
-from loopback_http import serve
+from loopback_http import serve_post
 from talklike.common.testing import RunningService, running_service
 from talklike.moderation.categories import CATEGORIES
 from talklike.moderation.servicer import create_service
@@ -98,9 +98,7 @@ class ModerationServer:
 @pytest.fixture
 async def openai_server() -> AsyncIterator[tuple[ModerationServer, str]]:
     fake = ModerationServer()
-    app = web.Application()
-    app.router.add_post("/v1/moderations", fake.moderations)
-    async with serve(app) as base_url:
+    async with serve_post("/v1/moderations", fake.moderations) as base_url:
         yield fake, base_url
 
 
