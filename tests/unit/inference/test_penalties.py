@@ -49,3 +49,22 @@ def test_answer_penalties_leave_the_prompt_tokens_alone_unlike_repetition_penalt
     assert pick(logits, (0,), [], presence_penalty=2.0, frequency_penalty=2.0) == 0
     assert pick(logits, (0,), [], repetition_penalty=1.2) == 1  # 4 / 1.2 = 3.33 < 3.5
     assert pick(logits, (0,), [0], repetition_penalty=1.1, presence_penalty=0.2) == 1  # 3.64 - 0.2
+
+
+def test_top_k_samples_only_among_the_k_likeliest_and_the_seed_repeats_it() -> None:
+    import torch as t
+
+    logits = [0.0, 5.0, 4.9, -1.0, 4.8]
+
+    def draw(seed: int) -> int:
+        loop = asyncio.new_event_loop()
+        try:
+            request = GenerationRequest("r", (), "", Sampling(temperature=1.0, top_k=2, seed=seed))
+            row = _Row(request, loop, asyncio.Queue(), generator=t.Generator().manual_seed(seed))
+            return TransformersBackend._sample(t.tensor(logits), row)
+        finally:
+            loop.close()
+
+    drawn = {draw(seed) for seed in range(40)}
+    assert drawn == {1, 2}
+    assert [draw(3) for _ in range(3)] == [draw(3)] * 3
