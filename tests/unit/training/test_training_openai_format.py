@@ -39,14 +39,14 @@ def test_a_valid_file_counts_its_examples(tmp_path: Path) -> None:
         (None, "has 9 examples; OpenAI requires at least 10"),
         (
             {"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]},
-            "unknown role ['robot']",
+            "line 4 messages[0].role: role 'robot' is not one of system, user, assistant",
         ),
-        ({"messages": [{"role": "user", "content": "Jen otázka?"}]}, "example 4 has no assistant message"),
+        ({"messages": [{"role": "user", "content": "Jen otázka?"}]}, "line 4 messages: no assistant message to learn from"),
         (
             {"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "y"}]},
-            "example 4 has an empty message",
+            "line 4 messages[0].content: empty content",
         ),
-        ({"text": "not a chat"}, "line 4 is not a chat example"),
+        ({"text": "not a chat"}, "line 4 text: unknown key 'text'"),
     ],
 )
 def test_each_rule_names_the_example(tmp_path: Path, bad: dict[str, object] | None, message: str) -> None:
