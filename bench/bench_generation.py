@@ -31,9 +31,9 @@ from pathlib import Path
 from talklike.common.testing import running_service
 from talklike.generation import tokens
 from talklike.generation.dataset import DatasetBuilder, DatasetSpec
-from talklike.packs.loader import Pack, list_packs, load_pack
 from talklike.generation.servicer import create_service
 from talklike.generation.settings import GenerationSettings
+from talklike.packs.loader import Pack, list_packs, load_pack
 from talklike.v1 import generation_pb2 as pb
 from talklike.v1 import generation_pb2_grpc as pb_grpc
 

@@ -31,16 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from talklike.common.chat_data.jsonl import iter_file_lines
 from talklike.common.testing import running_service
 from talklike.generation.dataset import DatasetBuilder, DatasetSpec
-from talklike.packs.loader import list_packs, load_pack
-from talklike.generation.validation import iter_file_lines
 from talklike.moderation.dataset import moderate_dataset
 from talklike.moderation.evaluation import load_set
 from talklike.moderation.local import LocalBackend, LocalClassifier, default_lexicon
 from talklike.moderation.policy import make_policy
 from talklike.moderation.servicer import create_service
 from talklike.moderation.settings import ModerationSettings
+from talklike.packs.loader import list_packs, load_pack
 from talklike.v1 import moderation_pb2 as pb
 from talklike.v1 import moderation_pb2_grpc as pb_grpc
 

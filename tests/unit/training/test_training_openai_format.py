@@ -41,7 +41,10 @@ def test_a_valid_file_counts_its_examples(tmp_path: Path) -> None:
             {"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]},
             "line 4 messages[0].role: role 'robot' is not one of system, user, assistant",
         ),
-        ({"messages": [{"role": "user", "content": "Jen otázka?"}]}, "line 4 messages: no assistant message to learn from"),
+        (
+            {"messages": [{"role": "user", "content": "Jen otázka?"}]},
+            "line 4 messages: no assistant message to learn from",
+        ),
         (
             {"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "y"}]},
             "line 4 messages[0].content: empty content",
