@@ -142,7 +142,9 @@ METRICS: tuple[Metric, ...] = (
         "Mean over answers of the share of words that are real words of the persona's language: in "
         "the language's word-frequency list (wordfreq, ~600,000 Czech word forms, colloquial and "
         "inflected forms included) and not ten times more frequent in English, or words of the "
-        "pack's own vocabulary and signature.",
+        "pack's own vocabulary and signature. Counted on the answer's own words: runs copied from "
+        "the prompt are real language the model did not write (an answer that is all copy keeps "
+        "the share of its copy).",
         lambda s: s.real_word_share,
     ),
     Metric(

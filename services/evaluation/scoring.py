@@ -115,13 +115,15 @@ class AnswerScorer:
 
         Markers the question already contains do not count: the held-out questions name their
         topic ("ceny energií", "Brusel"), which are pack vocabulary too, and a model that only
-        echoes the question is not talking like the persona. Markers and topic are judged on the
-        answer's own words: runs copied from the prompt (echo.py) are left out.
+        echoes the question is not talking like the persona. Markers, topic and the real-word
+        share are judged on the answer's own words: runs copied from the prompt (echo.py) are
+        left out. An answer with no words of its own keeps the real-word share of what it copied
+        (the copy is real language; it is flagged "copies the prompt" instead).
         """
         copied = copying(answer, prompt or question)
         found = sorted(self.markers_in(copied.own_text) - self.markers_in(question))
         verdict = language_share(answer, self.lexicon.language)
-        real = self._real.share(answer)
+        real = self._real.share(copied.own_text if words(copied.own_text) else answer)
         loop = loop_verdict(answer, self.lexicon.signature)
         relevance = self._topics.check(copied.own_text, question, topic)
         return AnswerScores(

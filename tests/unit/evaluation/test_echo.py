@@ -35,3 +35,19 @@ def test_markers_and_topic_in_the_echo_do_not_count(tmp_path: object) -> None:
         "Kampaň! Potraviny zdražujou, protože voni kradou.\nAndrej Babiš", QUESTION, "ceny potravin", prompt
     )
     assert not own.copies_prompt and own.marker_count > 0 and own.relevant
+
+
+def test_the_real_word_share_counts_the_answers_own_words(tmp_path: object) -> None:
+    """An echo of fluent Czech followed by junk tokens: the junk is what the model wrote."""
+    from pathlib import Path
+
+    scorer = AnswerScorer(lexicon_for_pack(pack_dir("babis", Path(str(tmp_path)))))
+    prompt = f"{SYSTEM}\n{QUESTION}"
+    junk = scorer.score(f"{SYSTEM} {QUESTION} społec jährigenmodel", QUESTION, "ceny potravin", prompt)
+    assert junk.real_word_share == 0.0 and junk.not_language  # the two own words are not Czech
+    assert junk.unknown_words == ("społec", "jährigenmodel")
+    mixed = scorer.score(f"{QUESTION} To je kampaň, zdražování qwzx.", QUESTION, "ceny potravin", prompt)
+    # the question's five words are a copy; own: "To je kampaň zdražování qwzx", 4 of 5 real
+    assert mixed.real_word_share == 0.8 and mixed.unknown_words == ("qwzx",)
+    pure = scorer.score(f"{SYSTEM} {QUESTION}", QUESTION, "ceny potravin", prompt)
+    assert pure.copies_prompt and pure.real_word_share == 1.0  # nothing of its own: the copy's share
