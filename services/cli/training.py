@@ -120,8 +120,8 @@ def train(
     precision: Annotated[
         str,
         typer.Option(
-            help="PEFT on CUDA: auto (bf16 where the GPU supports it, else fp16 with a gradient scaler), "
-            "bf16, fp16 or fp32. The CPU trains in fp32."
+            help="PEFT: auto (on CUDA bf16 where the GPU supports it, else fp16 with a gradient scaler; "
+            "on the CPU bf16 where it has AMX or AVX512-BF16, else fp32), bf16, fp16 (CUDA) or fp32."
         ),
     ] = "auto",
     quantize: Annotated[

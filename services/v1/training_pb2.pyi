@@ -119,12 +119,14 @@ class _ComputePrecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Comp
     DESCRIPTOR: _descriptor.EnumDescriptor
     COMPUTE_PRECISION_UNSPECIFIED: _ComputePrecision.ValueType  # 0
     """Auto: on CUDA bf16 autocast where the GPU supports it, else fp16 autocast with a gradient
-    scaler; on the CPU fp32.
+    scaler; on the CPU bf16 where it has bf16 instructions (AMX or AVX512-BF16), else fp32.
     """
     COMPUTE_PRECISION_FP32: _ComputePrecision.ValueType  # 1
-    """fp32 weights and arithmetic (the only precision on the CPU)."""
+    """fp32 weights and arithmetic."""
     COMPUTE_PRECISION_BF16: _ComputePrecision.ValueType  # 2
-    """bf16 base weights and autocast; the LoRA weights and optimizer stay fp32 (CUDA with bf16 support)."""
+    """bf16 base weights and autocast; the LoRA weights and optimizer stay fp32 (CUDA with bf16
+    support, or a CPU with bf16 instructions).
+    """
     COMPUTE_PRECISION_FP16: _ComputePrecision.ValueType  # 3
     """fp16 base weights and autocast with a gradient scaler; LoRA weights and optimizer fp32 (CUDA)."""
 
@@ -133,12 +135,14 @@ class ComputePrecision(_ComputePrecision, metaclass=_ComputePrecisionEnumTypeWra
 
 COMPUTE_PRECISION_UNSPECIFIED: ComputePrecision.ValueType  # 0
 """Auto: on CUDA bf16 autocast where the GPU supports it, else fp16 autocast with a gradient
-scaler; on the CPU fp32.
+scaler; on the CPU bf16 where it has bf16 instructions (AMX or AVX512-BF16), else fp32.
 """
 COMPUTE_PRECISION_FP32: ComputePrecision.ValueType  # 1
-"""fp32 weights and arithmetic (the only precision on the CPU)."""
+"""fp32 weights and arithmetic."""
 COMPUTE_PRECISION_BF16: ComputePrecision.ValueType  # 2
-"""bf16 base weights and autocast; the LoRA weights and optimizer stay fp32 (CUDA with bf16 support)."""
+"""bf16 base weights and autocast; the LoRA weights and optimizer stay fp32 (CUDA with bf16
+support, or a CPU with bf16 instructions).
+"""
 COMPUTE_PRECISION_FP16: ComputePrecision.ValueType  # 3
 """fp16 base weights and autocast with a gradient scaler; LoRA weights and optimizer fp32 (CUDA)."""
 Global___ComputePrecision: _TypeAlias = ComputePrecision  # noqa: Y015

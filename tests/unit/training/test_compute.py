@@ -20,6 +20,7 @@ from talklike.training.compute import (
     ModelShape,
     Workload,
     check_fits,
+    cpu_multiplies_bf16,
     estimate_memory,
     meta_skeleton,
     plan,
@@ -63,12 +64,41 @@ def test_fp16_with_a_gradient_scaler_where_bf16_is_not_supported() -> None:
     assert plan(Compute(precision="fp32"), T4).grad_scaler is False
 
 
-def test_the_cpu_path_is_fp32_without_autocast() -> None:
+def test_a_cpu_without_bf16_instructions_trains_in_fp32_without_autocast() -> None:
     torch = pytest.importorskip("torch")
-    chosen = plan(Compute(device="cpu"), None)
+    chosen = plan(Compute(device="cpu"), None, cpu_bf16=False)
     assert (chosen.precision, chosen.weights_dtype, chosen.torch_device) == ("fp32", "float32", "cpu")
     with chosen.autocast():
         assert not torch.is_autocast_enabled("cpu")
+    with pytest.raises(FailedPrecondition, match=r"no bf16 instructions .* use fp32 or auto"):
+        plan(Compute(precision="bf16"), None, cpu_bf16=False)
+
+
+def test_a_cpu_with_bf16_instructions_trains_in_bf16_unless_asked_for_fp32() -> None:
+    torch = pytest.importorskip("torch")
+    chosen = plan(Compute(), None, cpu_bf16=True)
+    assert (chosen.device, chosen.precision, chosen.weights_dtype, chosen.grad_scaler) == (
+        "cpu",
+        "bf16",
+        "bfloat16",
+        False,
+    )
+    with chosen.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert plan(Compute(device="cpu", precision="fp32"), None, cpu_bf16=True).precision == "fp32"
+
+
+def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    flags = {
+        "fpu sse2 avx2 avx512f avx512bw": False,  # AVX-512 alone: bf16 would be emulated
+        "fpu avx2 avx512f avx512_bf16 avx512_vnni": True,  # Cooper Lake, Zen 4
+        "fpu avx512f amx_bf16 amx_tile amx_int8": True,  # Sapphire Rapids
+        "fpu avx512f xamx_bf16x": False,  # a word boundary, not a substring
+    }
+    for line, expected in flags.items():
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {line}\n")
+        assert cpu_multiplies_bf16(tmp_path / "cpuinfo") is expected, line
+    assert cpu_multiplies_bf16(tmp_path / "missing") is False
 
 
 def test_cuda_without_a_gpu_and_too_many_gpus_fail_clearly() -> None:
@@ -81,7 +111,7 @@ def test_cuda_without_a_gpu_and_too_many_gpus_fail_clearly() -> None:
 def test_contradictory_requests_are_refused_naming_the_field() -> None:
     cases = {
         "compute.quantization": Compute(device="cpu", quantization="nf4"),
-        "compute.precision": Compute(device="cpu", precision="bf16"),
+        "compute.precision": Compute(device="cpu", precision="fp16"),
         "compute.gpu_count": Compute(device="cpu", gpu_count=2),
         "compute.device": Compute(device="tpu"),
     }
