@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 from talklike.common import client
+from talklike.inference.types import BaseModel
 from talklike.v1 import common_pb2
 from talklike.v1 import inference_pb2 as pb
 from talklike.v1 import inference_pb2_grpc as pb_grpc
@@ -62,17 +63,6 @@ def sampling(
     if seed is not None:
         params.seed = seed
     return params
-
-
-@dataclass(frozen=True)
-class BaseModel:
-    """The base model the service runs."""
-
-    source: str
-    name: str
-    sha256: str
-    backend: str
-    max_context_tokens: int
 
 
 @dataclass(frozen=True)

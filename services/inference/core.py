@@ -24,7 +24,7 @@ from talklike.inference.backend import Backend
 from talklike.inference.metrics import InferenceMetrics
 from talklike.inference.settings import InferenceSettings
 from talklike.inference.text import TextAssembler
-from talklike.inference.types import GenerationRequest, Prompt, Sampling, ScoreResult, StopReason
+from talklike.inference.types import BaseModel, GenerationRequest, Prompt, Sampling, ScoreResult, StopReason
 
 ROLES = {"system", "user", "assistant"}
 _T = TypeVar("_T")
@@ -93,17 +93,6 @@ def validate_prompt(prompt: Prompt, field: str = "input") -> Prompt:
     if not prompt.raw:
         raise InvalidArgument(field, "give a chat or a non-empty prompt")
     return prompt
-
-
-@dataclass(frozen=True)
-class BaseModel:
-    """The base model being served (ListModels, the HTTP face's /v1/models)."""
-
-    source: str
-    name: str
-    sha256: str
-    backend: str
-    max_context_tokens: int
 
 
 class InferenceCore:

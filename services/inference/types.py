@@ -86,3 +86,14 @@ class ScoreResult:
     total_logprob: float
     token_count: int
     tokens: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """The base model being served (ListModels, the HTTP face's /v1/models)."""
+
+    source: str
+    name: str
+    sha256: str
+    backend: str
+    max_context_tokens: int
