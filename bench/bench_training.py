@@ -10,6 +10,10 @@ Then the answer-only step against the full-logits step (the loss before it: the 
 every position), on the same LoRA model and the same batches of persona-length examples (batch
 4, ~170 tokens), alternated: steps/s of each and the speed-up, per model (`--answer-only-models`,
 default smollm2 and gemma3-270m; empty skips it).
+
+Then, on a CPU with bf16 instructions (AMX or AVX512-BF16), the bf16 step (what `auto` picks
+there: bf16 base weights and autocast, LoRA in fp32) against the fp32 step, the answer-only loss
+on both, same batches, alternated (`--precision-models`, default gemma3-270m; empty skips it).
 """
 
 from __future__ import annotations
@@ -163,6 +167,44 @@ def answer_only_vs_full(home: Path, models_dir: Path, base: str, steps: int) -> 
     return steps / times["full"], steps / times["answer"], tokens
 
 
+def bf16_vs_fp32(home: Path, models_dir: Path, base: str, steps: int) -> tuple[float, float]:
+    """(fp32 steps/s, bf16 steps/s): two copies of one LoRA model, the trainer's two CPU plans."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from talklike.models import resolve
+    from talklike.training.compute import CPU, CPU_BF16, load_model
+    from talklike.training.data import encode_all, read_examples
+    from talklike.training.peft_trainer import collate, linear_module_names, loss_of
+
+    resolved = resolve(base, models_dir)
+    runs = {}
+    for placement in (CPU, CPU_BF16):
+        model, tokenizer = load_model(resolved, placement, gradient_checkpointing=False)
+        torch.manual_seed(0)
+        model = get_peft_model(
+            model,
+            LoraConfig(r=16, lora_alpha=32, target_modules=linear_module_names(model), task_type="CAUSAL_LM"),
+        )
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        runs[placement.precision] = (placement, model, optimizer)
+    encoded = encode_all(tokenizer, read_examples(home / "data" / "long.jsonl"), 256, "training")
+    batches = [collate(encoded[i : i + 4], tokenizer.pad_token_id) for i in range(0, 4 * (steps + 1), 4)]
+    times = dict.fromkeys(runs, 0.0)
+    for index, batch in enumerate(batches):
+        for name in ("fp32", "bf16") if index % 2 else ("bf16", "fp32"):
+            placement, model, optimizer = runs[name]
+            started = time.perf_counter()
+            with placement.autocast():
+                loss = loss_of(model, batch)[0]
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if index:
+                times[name] += time.perf_counter() - started
+    return steps / times["fp32"], steps / times["bf16"]
+
+
 def write_long_dataset(path: Path, count: int = 64) -> None:
     """Persona answers of the demo's length (~60 words), so the prompt/answer split is realistic."""
     rng = random.Random(1)
@@ -201,10 +243,13 @@ def main() -> None:
     parser.add_argument("--skip-trainer", action="store_true", help="skip ours vs transformers.Trainer")
     parser.add_argument("--answer-only-models", default="smollm2,gemma3-270m")
     parser.add_argument("--answer-only-steps", type=int, default=6)
+    parser.add_argument("--precision-models", default="gemma3-270m")
     parser.add_argument(
         "--models-dir", default="var/models", help="models cache (converted once; the data home's models/)"
     )
     args = parser.parse_args()
+    from talklike.training.compute import cpu_multiplies_bf16
+
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "data").mkdir()
@@ -218,6 +263,18 @@ def main() -> None:
                 f"{base}, batch 4 x ~{tokens:.0f} tokens, LoRA r=16 all linear, {args.answer_only_steps} steps each "
                 f"(alternated): full logits {1 / full:.2f} s/step, answer-only {1 / answer:.2f} s/step: "
                 f"{answer / full:.2f}x steps/s"
+            )
+        for base in filter(None, args.precision_models.split(",")):
+            if not cpu_multiplies_bf16():
+                print(
+                    f"{base}: bf16 vs fp32 skipped: this CPU has no bf16 instructions (auto trains in fp32)"
+                )
+                continue
+            fp32, bf16 = bf16_vs_fp32(home, Path(args.models_dir), base, args.answer_only_steps)
+            print(
+                f"{base}, batch 4, answer-only loss, {args.answer_only_steps} steps each (alternated): "
+                f"fp32 {1 / fp32:.2f} s/step, bf16 (auto on this CPU) {1 / bf16:.2f} s/step: "
+                f"{bf16 / fp32:.2f}x steps/s"
             )
         if args.skip_trainer:
             return
