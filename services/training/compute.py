@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from talklike.common.errors import FailedPrecondition, InvalidArgument
+from talklike.models.precision import cpu_multiplies_bf16
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -151,21 +151,6 @@ class Plan:
 CPU = Plan("cpu", "fp32", "float32", False, "none")
 #: A CPU job on a CPU that multiplies bf16 in hardware: bf16 base weights and autocast, LoRA in fp32.
 CPU_BF16 = Plan("cpu", "bf16", "bfloat16", False, "none")
-#: /proc/cpuinfo flags of bf16 matrix instructions (Intel AMX, AVX512-BF16; AMD Zen 4 has the latter).
-BF16_CPU_FLAGS = re.compile(r"\b(?:amx_bf16|avx512_bf16)\b")
-
-
-def cpu_multiplies_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU has bf16 matrix instructions.
-
-    Where it has them, oneDNN runs a bf16 matmul natively and a Gemma 3 270M LoRA step takes 1.5×
-    less time (bench/bench_training.py); where it has not, bf16 is emulated and slower than fp32,
-    so "auto" keeps fp32 there.
-    """
-    try:
-        return BF16_CPU_FLAGS.search(cpuinfo.read_text(encoding="utf-8", errors="replace")) is not None
-    except OSError:
-        return False
 
 
 def plan(

@@ -94,6 +94,8 @@ class TransformersBackend(TokenizerMethods):
         self.max_context_tokens = 2048
         self.model_name = settings.base_model
         self.model_sha256 = ""
+        #: The base weights' torch dtype (settings.dtype, auto resolved at load).
+        self.dtype = "float32"
         self._lock = threading.Lock()  # one forward pass at a time
         self._adapters: set[str] = set()
         self.prefixes = PrefixCache(settings.prefix_cache_entries, settings.prefix_cache_mb * 2**20)
@@ -124,10 +126,12 @@ class TransformersBackend(TokenizerMethods):
         import torch
         from talklike.inference.batching import new_cache
         from talklike.models import load, resolve
+        from talklike.models.precision import serving_dtype
 
         torch.set_num_threads(self.settings.torch_threads or default_torch_threads())
         resolved = resolve(self.settings.base_model, self.settings.home / "models")
-        self.base_model, tokenizer = load(resolved, self.device)
+        self.dtype = serving_dtype(self.settings.dtype, self.device)
+        self.base_model, tokenizer = load(resolved, self.device, self.dtype)
         self.model = self.base_model
         self.tokens = ChatTokenizer(tokenizer)
         self._finder = PrefixFinder(self.tokens)
@@ -135,6 +139,7 @@ class TransformersBackend(TokenizerMethods):
         self.max_context_tokens = int(getattr(self.base_model.config, "max_position_embeddings", 2048))
         windows = layer_windows(new_cache(self.base_model.config))
         self._prefix_limit = min(kept_columns(self.max_context_tokens, w) for w in windows)
+        log.info("serving %s on %s in %s", resolved.name, self.device, self.dtype)
 
     async def close(self) -> None:
         with self._wake:

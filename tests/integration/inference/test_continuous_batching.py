@@ -164,3 +164,22 @@ async def test_a_newcomer_whose_prefill_fails_ends_alone(core: InferenceCore) ->
     rest = [chunk async for chunk in chunks]
     assert rest[-1].stop is StopReason.MAX_TOKENS
     assert len(first.token_ids) + sum(len(c.token_ids) for c in rest) == LONG.max_new_tokens
+
+
+async def test_bfloat16_weights_serve_the_base_and_an_adapter(tiny_home: Path) -> None:
+    """dtype bfloat16 (what auto picks on a CPU with bf16 instructions): the base weights in bf16,
+    the adapter's LoRA weights in fp32 as trained, and the adapter still changes the answers."""
+    chats = [Prompt(chat=(ChatTurn("system", SYSTEM), ChatTurn("user", q))) for q in QUESTIONS]
+    greedy = Sampling(max_new_tokens=16)
+    core = await started(tiny_home, preload_adapters="persona", dtype="bfloat16")
+    try:
+        assert core.backend.dtype == "bfloat16"
+        runs = {}
+        for adapter in ("", "persona"):
+            runs[adapter] = await asyncio.gather(*(token_ids(core, chat, adapter, greedy) for chat in chats))
+        kinds = {(("lora_" in name), str(p.dtype)) for name, p in core.backend.model.named_parameters()}
+        assert kinds == {(False, "torch.bfloat16"), (True, "torch.float32")}
+    finally:
+        await core.backend.close()
+    assert all(len(ids) == 16 for ids in runs[""])  # the tiny model never ends its turn
+    assert runs[""] != runs["persona"]

@@ -20,7 +20,6 @@ from talklike.training.compute import (
     ModelShape,
     Workload,
     check_fits,
-    cpu_multiplies_bf16,
     estimate_memory,
     meta_skeleton,
     plan,
@@ -86,19 +85,6 @@ def test_a_cpu_with_bf16_instructions_trains_in_bf16_unless_asked_for_fp32() -> 
     with chosen.autocast():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     assert plan(Compute(device="cpu", precision="fp32"), None, cpu_bf16=True).precision == "fp32"
-
-
-def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
-    flags = {
-        "fpu sse2 avx2 avx512f avx512bw": False,  # AVX-512 alone: bf16 would be emulated
-        "fpu avx2 avx512f avx512_bf16 avx512_vnni": True,  # Cooper Lake, Zen 4
-        "fpu avx512f amx_bf16 amx_tile amx_int8": True,  # Sapphire Rapids
-        "fpu avx512f xamx_bf16x": False,  # a word boundary, not a substring
-    }
-    for line, expected in flags.items():
-        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {line}\n")
-        assert cpu_multiplies_bf16(tmp_path / "cpuinfo") is expected, line
-    assert cpu_multiplies_bf16(tmp_path / "missing") is False
 
 
 def test_cuda_without_a_gpu_and_too_many_gpus_fail_clearly() -> None:
