@@ -32,15 +32,15 @@ QUESTIONS = (
 )
 
 
-async def decode(backend: TransformersBackend, batch: int, tokens: int) -> float:
+async def decode(backend: TransformersBackend, batch: int, tokens: int, adapter: str = "") -> float:
     """Tokens per second for ``batch`` requests of ``tokens`` new tokens, all in flight at once."""
 
     async def one(index: int) -> int:
         prompt = Prompt(
             chat=(ChatTurn("system", SYSTEM), ChatTurn("user", QUESTIONS[index % len(QUESTIONS)]))
         )
-        sampling = Sampling(max_new_tokens=tokens, temperature=0.5, top_k=40, seed=index)
-        request = GenerationRequest(f"r{index}", tuple(backend.encode(prompt)), "", sampling, prompt=prompt)
+        sampling = Sampling(max_new_tokens=tokens, temperature=0.5, top_k=40, presence_penalty=1.0, seed=index)
+        request = GenerationRequest(f"r{index}", tuple(backend.encode(prompt)), adapter, sampling, prompt=prompt)
         count = 0
         async for chunk in backend.generate(request):
             count += len(chunk.token_ids)
@@ -63,10 +63,15 @@ async def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--adapter", default="", help="load this adapter and decode with it")
+    parser.add_argument("--adapters-dir", default="var/demo/adapters")
+    parser.add_argument("--prefix-cache", type=int, default=0, help="prefix cache entries (the service: 32)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "models").symlink_to(Path(args.models_dir).resolve())
+        if args.adapter:
+            (home / "adapters").symlink_to(Path(args.adapters_dir).resolve())
         backends = {}
         for dtype in ("float32", "bfloat16"):
             settings = InferenceSettings(
@@ -75,7 +80,8 @@ async def main() -> None:
                 dtype=dtype,
                 max_concurrency=args.batch,
                 torch_threads=args.threads,
-                prefix_cache_entries=0,
+                prefix_cache_entries=args.prefix_cache,
+                preload_adapters=args.adapter,
             )
             backends[dtype] = TransformersBackend(settings)
             await backends[dtype].start()
@@ -83,7 +89,7 @@ async def main() -> None:
         rates: dict[str, list[float]] = {d: [] for d in backends}
         for _ in range(args.rounds):
             for dtype, backend in backends.items():
-                rates[dtype].append(await decode(backend, args.batch, args.tokens))
+                rates[dtype].append(await decode(backend, args.batch, args.tokens, args.adapter))
         for backend in backends.values():
             await backend.close()
     fp32, bf16 = max(rates["float32"]), max(rates["bfloat16"])
