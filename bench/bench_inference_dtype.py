@@ -39,8 +39,12 @@ async def decode(backend: TransformersBackend, batch: int, tokens: int, adapter:
         prompt = Prompt(
             chat=(ChatTurn("system", SYSTEM), ChatTurn("user", QUESTIONS[index % len(QUESTIONS)]))
         )
-        sampling = Sampling(max_new_tokens=tokens, temperature=0.5, top_k=40, presence_penalty=1.0, seed=index)
-        request = GenerationRequest(f"r{index}", tuple(backend.encode(prompt)), adapter, sampling, prompt=prompt)
+        sampling = Sampling(
+            max_new_tokens=tokens, temperature=0.5, top_k=40, presence_penalty=1.0, seed=index
+        )
+        request = GenerationRequest(
+            f"r{index}", tuple(backend.encode(prompt)), adapter, sampling, prompt=prompt
+        )
         count = 0
         async for chunk in backend.generate(request):
             count += len(chunk.token_ids)
