@@ -388,15 +388,18 @@ class TransformersBackend(TokenizerMethods):
 
         # Without context the text's first token has nothing before it and is not scored.
         ids = list(context_ids) + list(text_ids)
-        kwargs: dict[str, Any] = {"adapter_names": [adapter or BASE]} if self._adapters else {}
-        with self._lock, torch.inference_mode():
-            logits = self.model(input_ids=torch.tensor([ids], device=self.device), **kwargs).logits[0].float()
-        logprobs = torch.log_softmax(logits[:-1], dim=-1)
-        targets = torch.tensor(ids[1:], device=self.device)
-        picked = logprobs.gather(1, targets.unsqueeze(-1)).squeeze(-1)
         first = max(len(context_ids) - 1, 0)
-        scored = picked[first:]
         scored_ids = ids[first + 1 :]
+        kwargs: dict[str, Any] = {"adapter_names": [adapter or BASE]} if self._adapters else {}
+        # The LM head only at the positions that predict the text (and the last, dropped): on a
+        # 262k-word vocabulary the head over the persona's system prompt was most of a Score call.
+        with self._lock, torch.inference_mode():
+            output = self.model(
+                input_ids=torch.tensor([ids], device=self.device), logits_to_keep=len(ids) - first, **kwargs
+            )
+        logprobs = torch.log_softmax(output.logits[0, :-1].float(), dim=-1)
+        targets = torch.tensor(scored_ids, device=self.device)
+        scored = logprobs.gather(1, targets.unsqueeze(-1)).squeeze(-1)
         tok = self._tok()
         tokens = tuple(
             (tok.decode([t]), float(lp)) for t, lp in zip(scored_ids, scored.tolist(), strict=True)

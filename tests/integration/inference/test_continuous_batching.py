@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from talklike.inference.backends.transformers_backend import TransformersBackend
+from talklike.inference.backends.transformers_backend import BASE, TransformersBackend
 from talklike.inference.core import InferenceCore
 from talklike.inference.types import ChatTurn, GenerationRequest, Prompt, Sampling, StopReason
 from test_inference_limits import settings_for
@@ -183,3 +183,24 @@ async def test_bfloat16_weights_serve_the_base_and_an_adapter(tiny_home: Path) -
         await core.backend.close()
     assert all(len(ids) == 16 for ids in runs[""])  # the tiny model never ends its turn
     assert runs[""] != runs["persona"]
+
+
+async def test_a_score_equals_the_one_from_full_logits(core: InferenceCore) -> None:
+    """Score runs the LM head only where it predicts the text; the log-probabilities are the same."""
+    import torch
+
+    prompt = Prompt(chat=(ChatTurn("system", SYSTEM), ChatTurn("user", QUESTIONS[0])))
+    text = "To je kampaň! Andrej Babiš"
+    for adapter in ("", "persona"):
+        result = await core.score(prompt, text, adapter)
+        context_ids, text_ids = core.backend.encode(prompt), core.backend.encode_text(text)
+        ids = [*context_ids, *text_ids]
+        with torch.inference_mode():
+            logits = core.backend.model(
+                input_ids=torch.tensor([ids]), adapter_names=[adapter or BASE]
+            ).logits[0]
+        logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
+        expected = [float(logprobs[i, ids[i + 1]]) for i in range(len(context_ids) - 1, len(ids) - 1)]
+        assert result.token_count == len(text_ids) == len(expected)
+        assert [lp for _, lp in result.tokens] == pytest.approx(expected, abs=1e-4)
+        assert result.total_logprob == pytest.approx(sum(expected), abs=1e-3)
