@@ -36,8 +36,9 @@ class EvalSettings:
     seed: int = 7
     #: Over the prompt's and the answer's tokens: it also discourages the question's words.
     repetition_penalty: float = 1.1
-    #: Over the answer's own tokens only (OpenAI / vLLM semantics).
+    #: Over the answer's own tokens only (OpenAI / vLLM semantics): once, and per use.
     presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     #: Requests in flight at once; 0 sends every question of a side at once (the service batches them).
     concurrency: int = 8
 
@@ -80,6 +81,7 @@ def run_eval(
             top_k=settings.top_k,
             repetition_penalty=settings.repetition_penalty,
             presence_penalty=settings.presence_penalty,
+            frequency_penalty=settings.frequency_penalty,
         )
         text = client.generate(items[number].prompt, which, params).text
         advance(1)
@@ -150,6 +152,7 @@ def run_eval(
             "seed": settings.seed,
             "repetition_penalty": settings.repetition_penalty,
             "presence_penalty": settings.presence_penalty,
+            "frequency_penalty": settings.frequency_penalty,
         },
         rows=rows,
         before=summarize(before, [r.before_scores for r in rows]),

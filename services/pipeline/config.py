@@ -20,6 +20,7 @@ EVAL_ONLY = frozenset(
         "eval_top_k",
         "eval_repetition_penalty",
         "eval_presence_penalty",
+        "eval_frequency_penalty",
     }
 )
 
@@ -34,11 +35,11 @@ class PipelineConfig:
     base_model: str = "gemma3-270m"
     count: int = 600
     seed: int = 42
-    # 540 examples, batch 4: 200 steps is about 1.5 passes. At 120 steps (less than one pass) the
-    # validation loss was still falling and persona markers stayed under half of the answers (49 %);
-    # at 240 they reached 60-65 % but openings collapsed onto "to je jako" (23-29 %). On a CPU with
-    # bf16 instructions a step takes 1.5x less time than in fp32, which pays for the extra steps.
-    max_steps: int = 200
+    # 540 examples, batch 4: 160 steps is about 1.2 passes. At 120 steps (less than one pass) the
+    # validation loss was still falling and persona markers stayed under half of the answers (49 %); at
+    # 200 they reached 68 % but the demo ran 17 min; at 240 openings collapsed onto "to je jako" (23-29 %).
+    # On a CPU with bf16 instructions a step takes 1.5x less time than in fp32 (auto precision).
+    max_steps: int = 160
     # Gemma 3 270M, 120 steps: 5e-4 answered on topic more often than 1e-3 (61 % vs 56 % of the free-form
     # questions) at the same signature, markers and loop rates (README).
     learning_rate: float = 5e-4
@@ -67,9 +68,13 @@ class PipelineConfig:
     eval_top_k: int = 40
     eval_repetition_penalty: float = 1.0
     eval_presence_penalty: float = 1.0
-    #: Questions in flight at once: the inference service batches them (demo.sh lets it run 32: on
-    #: Gemma a decode step mostly reads the 262k-word output layer, the same for 16 rows or 32).
-    eval_concurrency: int = 32
+    # A further penalty per use: at 200 steps, presence 1.0 alone left 9 % of the answers looping on a
+    # clause ("A když nemá, tak mám problém s vodou." ×4); with frequency 0.5 as well, 3 % (same adapter).
+    eval_frequency_penalty: float = 0.5
+    #: Questions in flight at once: the inference service batches them (demo.sh lets it run 48: on
+    #: Gemma a decode step mostly reads the 262k-word output layer, nearly the same for 32 rows or 48,
+    #: and 94 questions then take two waves a side instead of three).
+    eval_concurrency: int = 48
     adapter: str = ""
 
     @property

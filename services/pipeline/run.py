@@ -153,6 +153,7 @@ def eval_stage(
                 seed=config.seed,
                 repetition_penalty=config.eval_repetition_penalty,
                 presence_penalty=config.eval_presence_penalty,
+                frequency_penalty=config.eval_frequency_penalty,
                 concurrency=config.eval_concurrency,
             ),
             None,
