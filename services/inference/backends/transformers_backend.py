@@ -392,7 +392,8 @@ class TransformersBackend(TokenizerMethods):
         scored_ids = ids[first + 1 :]
         kwargs: dict[str, Any] = {"adapter_names": [adapter or BASE]} if self._adapters else {}
         # The LM head only at the positions that predict the text (and the last, dropped): on a
-        # 262k-word vocabulary the head over the persona's system prompt was most of a Score call.
+        # 262k-word vocabulary (Gemma 3) that takes a Score of a 60-token answer after a 70-token prompt
+        # from 2.3-2.4 s to 1.6-1.8 s.
         with self._lock, torch.inference_mode():
             output = self.model(
                 input_ids=torch.tensor([ids], device=self.device), logits_to_keep=len(ids) - first, **kwargs
