@@ -25,6 +25,7 @@ echo "== starting the local stack (data home: $TALKLIKE_HOME, base model: $TALKL
 "$BIN/talklike" up --home "$TALKLIKE_HOME" --timeout 600
 echo "== running the pipeline"
 "$BIN/talklike" pipeline run --home "$TALKLIKE_HOME" --pack "$PACK" \
-  --base-model "$TALKLIKE_INFERENCE_BASE_MODEL" --out "runs/demo-$TALKLIKE_INFERENCE_BASE_MODEL" --max-steps "$STEPS"
+  --base-model "$TALKLIKE_INFERENCE_BASE_MODEL" --out "runs/demo-$TALKLIKE_INFERENCE_BASE_MODEL" --max-steps "$STEPS" \
+  --eval-concurrency "$TALKLIKE_INFERENCE_MAX_CONCURRENCY"
 echo "== done in $(( $(date +%s) - started )) s; open the report:"
 ls "$TALKLIKE_HOME/runs/demo-$TALKLIKE_INFERENCE_BASE_MODEL/report/report.html"

@@ -55,6 +55,13 @@ def run(
     max_new_tokens: Annotated[
         int, typer.Option(help="Answer length in the benchmark.")
     ] = DEFAULTS.max_new_tokens,
+    eval_concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Benchmark questions in flight at once; keep it within the inference service's "
+            "TALKLIKE_INFERENCE_MAX_CONCURRENCY + MAX_QUEUE (8 + 32 by default)."
+        ),
+    ] = DEFAULTS.eval_concurrency,
     home: Annotated[Path | None, typer.Option(help="Data home (default TALKLIKE_HOME or ./var).")] = None,
 ) -> None:
     """Run every stage through its service; an unchanged stage is skipped, a failed one says which and why."""
@@ -93,6 +100,7 @@ def run(
         eval_questions=eval_questions,
         freeform_questions=freeform,
         max_new_tokens=max_new_tokens,
+        eval_concurrency=eval_concurrency,
     )
     with progress() as bar:
         tasks: dict[str, TaskID] = {}

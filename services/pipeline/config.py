@@ -71,10 +71,11 @@ class PipelineConfig:
     # A further penalty per use: at 200 steps, presence 1.0 alone left 9 % of the answers looping on a
     # clause ("A když nemá, tak mám problém s vodou." ×4); with frequency 0.5 as well, 3 % (same adapter).
     eval_frequency_penalty: float = 0.5
-    #: Questions in flight at once: the inference service batches them (demo.sh lets it run 48: on
-    #: Gemma a decode step mostly reads the 262k-word output layer, nearly the same for 32 rows or 48,
-    #: and 94 questions then take two waves a side instead of three).
-    eval_concurrency: int = 48
+    #: Questions in flight at once: the inference service batches them. 32 fits a stack with the
+    #: default admission (8 running + 32 queued); demo.sh lets the service run 48 and sends 48 (on
+    #: Gemma a decode step mostly reads the 262k-word output layer, nearly the same for 32 rows or
+    #: 48, and 94 questions then take two waves a side instead of three).
+    eval_concurrency: int = 32
     adapter: str = ""
 
     @property

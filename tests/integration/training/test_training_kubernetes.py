@@ -28,6 +28,7 @@ from aiohttp import web
 from loopback_http import serve
 from talklike.common.errors import FailedPrecondition
 from talklike.common.testing import running_service
+from talklike.models.precision import cpu_multiplies_bf16
 from talklike.training.compute import Compute
 from talklike.training.kubernetes_launcher import job_manifest
 from talklike.training.servicer import create_service
@@ -348,7 +349,9 @@ async def test_a_job_runs_as_a_kubernetes_job_and_is_followed_to_its_adapter(
     assert {"name": "data", "mountPath": str(persona_home)} in container["volumeMounts"]
     assert pod["volumes"][0] == {"name": "data", "persistentVolumeClaim": {"claimName": "talklike-data"}}
     assert any(m.startswith(f"created the Kubernetes Job talklike-train-{job.id}") for m in log)
-    assert "training on cpu in fp32" in log  # no GPU on this machine: auto fell back to the CPU
+    # no GPU on this machine: auto fell back to the CPU, in bf16 where the CPU multiplies it
+    precision = "bf16" if cpu_multiplies_bf16() else "fp32"
+    assert f"training on cpu in {precision}" in log
     validate_strictly(manifest, tmp_path_factory.mktemp("manifests"))
 
 
