@@ -2,7 +2,7 @@
 
 Training and serving both ask the same question: does this CPU multiply bf16 in hardware? Where
 it does (Intel AMX, AVX512-BF16: Sapphire Rapids and newer, Zen 4), oneDNN runs bf16 matmuls
-natively: a Gemma 3 270M LoRA step takes 1.5× less time and 32 requests decode 1.5× faster
+natively: a Gemma 3 270M LoRA step takes 1.35–1.5× less time and 32 requests decode 1.5× faster
 (bench/bench_training.py, bench/bench_inference_dtype.py); where it does not, bf16 is emulated
 and slower than fp32, so "auto" keeps fp32 there.
 """
