@@ -58,8 +58,9 @@ def run(
     eval_concurrency: Annotated[
         int,
         typer.Option(
+            min=1,
             help="Benchmark questions in flight at once; keep it within the inference service's "
-            "TALKLIKE_INFERENCE_MAX_CONCURRENCY + MAX_QUEUE (8 + 32 by default)."
+            "TALKLIKE_INFERENCE_MAX_CONCURRENCY + MAX_QUEUE (8 + 32 by default).",
         ),
     ] = DEFAULTS.eval_concurrency,
     home: Annotated[Path | None, typer.Option(help="Data home (default TALKLIKE_HOME or ./var).")] = None,
