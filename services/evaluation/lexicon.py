@@ -1,7 +1,7 @@
 """The persona lexicon of a pack: what the benchmark counts as "talking like the persona".
 
-Catchphrases, every placeholder value, and the words the pack's language slips produce —
-the persona's own vocabulary — and the case forms of its topics (for topic relevance). Read
+Catchphrases, every placeholder value but the topics, and the words the pack's language slips
+produce — the persona's own vocabulary — and the case forms of its topics (for topic relevance). Read
 from the pack's files (format: services/generation/packs/README.md).
 """
 
@@ -29,11 +29,23 @@ def _yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _topic_placeholder(persona: dict[str, Any]) -> str:
+    return str(persona.get("topic_placeholder") or "tema")
+
+
 def lexicon_for_pack(directory: Path) -> PersonaLexicon:
+    """Markers: catchphrases, every placeholder value but the topics, and the slips' words.
+
+    The topic placeholder's values are what an answer is about, not how the persona talks: an
+    answer that names "důchody" has not taken on the persona by it (relevance counts topics).
+    """
     persona = _yaml(directory / "persona.yaml") or {}
+    topic_placeholder = _topic_placeholder(persona)
     phrases: list[str] = list(persona.get("catchphrases") or [])
-    for values in ((_yaml(directory / "placeholders.yaml") or {}).get("placeholders") or {}).values():
-        phrases.extend(str(v) for v in values)
+    vocabularies = (_yaml(directory / "placeholders.yaml") or {}).get("placeholders") or {}
+    for name, values in vocabularies.items():
+        if name != topic_placeholder:
+            phrases.extend(str(v) for v in values)
     for slip in (_yaml(directory / "slips.yaml") or {}).get("slips") or []:
         replacement = re.sub(r"\\\d|\\g<\w+>", " ", str(slip.get("replace", "")))
         phrases.extend(p for p in re.split(r"[,.!?;:]", replacement) if p.strip())
@@ -52,7 +64,7 @@ def topic_forms(directory: Path) -> dict[str, tuple[str, ...]]:
     pack without declensions gives each topic no forms: relevance then uses the nominative.
     """
     persona = _yaml(directory / "persona.yaml") or {}
-    placeholder = str(persona.get("topic_placeholder") or "tema")
+    placeholder = _topic_placeholder(persona)
     declared = ((_yaml(directory / "placeholders.yaml") or {}).get("declensions") or {}).get(
         placeholder
     ) or {}

@@ -67,7 +67,7 @@ METRICS: tuple[Metric, ...] = (
         RATE,
         "higher",
         "Share of answers with at least one phrase of the pack's lexicon (catchphrases, placeholder "
-        "vocabularies, words its slips produce), accents and case aside; a phrase the question "
+        "vocabularies but the topics, words its slips produce), accents and case aside; a phrase the question "
         "already contains does not count, nor one in a run copied from the prompt.",
         lambda s: float(s.marker_count > 0),
     ),

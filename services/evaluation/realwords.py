@@ -14,8 +14,8 @@ A word is real when
   contain English ("the" has zipf 5.4 in Czech), and English is where small base models drift,
   so without this rule an English answer would score as Czech. Words both languages use alike
   ("to", "a", "no", "test") stay real;
-- or it is a word of the pack's own vocabulary (its catchphrases, placeholder values, the words
-  its slips produce: "sabotujou", "přebytkovej") or of the signature, compared folded (lower
+- or it is a word of the pack's own vocabulary (its catchphrases, placeholder values, topics and
+  their case forms, the words its slips produce: "sabotujou", "přebytkovej") or of the signature, compared folded (lower
   case, no diacritics).
 
 An answer whose share is below ``NOT_LANGUAGE_BELOW`` is flagged "not the language". Measured

@@ -103,7 +103,10 @@ class AnswerScorer:
 
     def __post_init__(self) -> None:
         self._pattern = self.lexicon.pattern() if self.lexicon.markers else None
-        self._real = RealWords(self.lexicon.language, [*self.lexicon.markers, self.lexicon.signature])
+        topics = [text for topic, forms in self.lexicon.topic_forms.items() for text in (topic, *forms)]
+        self._real = RealWords(
+            self.lexicon.language, [*self.lexicon.markers, self.lexicon.signature, *topics]
+        )
         self._topics = TopicChecker(self.lexicon.language, self.lexicon.signature, self.lexicon.topic_forms)
 
     def markers_in(self, text: str) -> set[str]:

@@ -267,13 +267,6 @@ class Pack:
             "freeform_questions": len(self.freeform_questions),
         }
 
-    def markers(self) -> list[str]:
-        """Phrases that identify the persona: catchphrases and placeholder values (for benchmarks)."""
-        seen: dict[str, None] = dict.fromkeys(self.catchphrases)
-        for values in self.placeholders.values():
-            seen.update(dict.fromkeys(values))
-        return list(seen)
-
 
 @dataclass(frozen=True)
 class PackEntry:
