@@ -98,7 +98,8 @@ METRICS: tuple[Metric, ...] = (
         RATE,
         "higher",
         "Share of answers that name the question's topic in any case form the pack declares (or a "
-        "word sharing its first 5 letters, all topic words present), or that take up a content word "
+        "word sharing its stem: its first 5 letters, or 4 of a 5-letter word, whose last letter is "
+        "an ending; all topic words present), or that take up a content word "
         "of the question (5+ letters, not a stop word, interview boilerplate or the persona's name). "
         "Judged on the answer's own words: a run of 4+ words copied from the prompt does not count "
         "(see “copies the prompt”).",

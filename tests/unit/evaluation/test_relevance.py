@@ -29,6 +29,24 @@ def test_stem_match_needs_five_letters() -> None:
 
 
 @pytest.mark.parametrize(
+    ("a", "b"), [("kauza", "kauze"), ("dluhy", "dluhu"), ("urokovych", "uroky"), ("skoly", "skolu")]
+)
+def test_a_five_letter_word_ends_in_its_last_letter(a: str, b: str) -> None:
+    assert stem_match(a, b) and stem_match(b, a)
+
+
+def test_a_five_letter_word_still_needs_four_shared_letters() -> None:
+    assert not stem_match("valky", "valcem") and not stem_match("penze", "penize")
+
+
+def test_czech_and_reporting_verbs_are_boilerplate() -> None:
+    question = "Důchodci říkají, že Česká republika šetří. Rozumíte jim?"
+    assert content_words(question, "cs") == ["duchodci", "republika", "setri", "rozumite"]
+    persona = "Lidi z České televize mi to říkají každej den.\nAndrej Babiš"
+    assert not CHECK.check(persona, question, "důchody").relevant
+
+
+@pytest.mark.parametrize(
     ("answer", "topic", "reason"),
     [
         ("Válku jsme nechtěli, to je kampaň.", "válka", "topic: válka"),  # declared 4th case
