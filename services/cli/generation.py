@@ -1,8 +1,8 @@
 """``talklike generate|validate|cost`` and ``talklike packs list|show|diff|draft``: the generation service.
 
-``generate``, ``validate``, ``cost``, ``packs list`` and ``packs draft`` are calls to the generation
-service; ``packs show``, ``packs diff`` (and ``packs list --local``) read packs from disk and need
-no service.
+``generate``, ``validate``, ``cost`` and the ``packs`` commands are calls to the generation service
+(it reads the built-in packs and the data home's); ``packs list --local`` reads them from disk and
+needs no service.
 """
 
 from __future__ import annotations
