@@ -50,9 +50,11 @@ class PipelineConfig:
     max_sequence_tokens: int = 256
     lora_r: int = 16
     lora_alpha: float = 32.0
-    # Validation passes (each keeps the adapter if it is the best so far) every quarter of the run;
-    # two passes in a row without a lower validation loss stop the training.
-    validation_passes: int = 4
+    # A validation pass (it keeps the adapter if it is the best so far) every this many steps and at
+    # the end; `early_stopping_patience` passes in a row without a lower loss stop the training. The
+    # demo's 160 steps validate twice: validating every 40 steps, the loss fell at each pass (2.83, 2.56,
+    # 2.41, 2.34), the last was always the best, and each pass with its checkpoint took about 20 s.
+    validation_interval_steps: int = 80
     early_stopping_patience: int = 2
     #: Template-held-out questions asked (0 = all of heldout.jsonl); the pack's free-form questions too.
     eval_questions: int = 30
@@ -90,4 +92,4 @@ class PipelineConfig:
 
     @property
     def eval_interval_steps(self) -> int:
-        return max(1, self.max_steps // max(1, self.validation_passes))
+        return max(1, self.validation_interval_steps)
