@@ -1,8 +1,8 @@
 """The persona lexicon of a pack: what the benchmark counts as "talking like the persona".
 
 Catchphrases, every placeholder value but the topics, and the words the pack's language slips
-produce — the persona's own vocabulary — and the case forms of its topics (for topic relevance). Read
-from the pack's files (format: services/generation/packs/README.md).
+produce — the persona's own vocabulary — and the case forms of its topics (for topic relevance).
+Read from the pack's files (format: services/generation/packs/README.md).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ def lexicon_for_pack(directory: Path) -> PersonaLexicon:
     answer that names "důchody" has not taken on the persona by it (relevance counts topics).
     """
     persona = _yaml(directory / "persona.yaml") or {}
+    placeholders = _yaml(directory / "placeholders.yaml") or {}
     topic_placeholder = _topic_placeholder(persona)
     phrases: list[str] = list(persona.get("catchphrases") or [])
-    vocabularies = (_yaml(directory / "placeholders.yaml") or {}).get("placeholders") or {}
-    for name, values in vocabularies.items():
+    for name, values in (placeholders.get("placeholders") or {}).items():
         if name != topic_placeholder:
             phrases.extend(str(v) for v in values)
     for slip in (_yaml(directory / "slips.yaml") or {}).get("slips") or []:
@@ -53,7 +53,7 @@ def lexicon_for_pack(directory: Path) -> PersonaLexicon:
         str(persona.get("signature", "")),
         str(persona.get("language", "cs")),
         phrases,
-        topic_forms(directory),
+        _declared_forms(persona, placeholders),
     )
 
 
@@ -63,11 +63,13 @@ def topic_forms(directory: Path) -> dict[str, tuple[str, ...]]:
     The topic placeholder is persona.yaml's ``topic_placeholder`` (``tema`` when absent). A
     pack without declensions gives each topic no forms: relevance then uses the nominative.
     """
-    persona = _yaml(directory / "persona.yaml") or {}
-    placeholder = _topic_placeholder(persona)
-    declared = ((_yaml(directory / "placeholders.yaml") or {}).get("declensions") or {}).get(
-        placeholder
-    ) or {}
+    return _declared_forms(
+        _yaml(directory / "persona.yaml") or {}, _yaml(directory / "placeholders.yaml") or {}
+    )
+
+
+def _declared_forms(persona: dict[str, Any], placeholders: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    declared = (placeholders.get("declensions") or {}).get(_topic_placeholder(persona)) or {}
     return {
         str(value): tuple(str(form) for form in (cases or {}).values())
         for value, cases in declared.items()

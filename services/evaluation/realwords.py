@@ -15,8 +15,8 @@ A word is real when
   so without this rule an English answer would score as Czech. Words both languages use alike
   ("to", "a", "no", "test") stay real;
 - or it is a word of the pack's own vocabulary (its catchphrases, placeholder values, topics and
-  their case forms, the words its slips produce: "sabotujou", "přebytkovej") or of the signature, compared folded (lower
-  case, no diacritics).
+  their case forms, the words its slips produce: "sabotujou", "přebytkovej") or of the signature,
+  compared folded (lower case, no diacritics).
 
 An answer whose share is below ``NOT_LANGUAGE_BELOW`` is flagged "not the language". Measured
 on the babis pack: 540 generated persona answers score 0.994 on average and 0.86 at the lowest

@@ -15,8 +15,7 @@ dluh"). An answer is relevant when
 2. or it shares a content word with the question: a question word of 5+ letters that is not a
    stop word, interview boilerplate ("podle", "myslíte", "pane", "česká": every question here
    is about the Czech state, and the persona says "lidi z České televize") or the persona's
-   name, matched
-   by the same 5-letter stem rule ("Brusel" → "Bruselu"). Free-form questions often ask about a
+   name, matched by the same stem rule ("Brusel" → "Bruselu"). Free-form questions often ask about a
    topic in their own words ("penze" for "důchody"); this route credits an answer that takes
    them up.
 Words under 5 letters never stem-match: four letters are too few for a Czech stem ("cena" vs
