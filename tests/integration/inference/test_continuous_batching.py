@@ -166,6 +166,25 @@ async def test_a_newcomer_whose_prefill_fails_ends_alone(core: InferenceCore) ->
     assert len(first.token_ids) + sum(len(c.token_ids) for c in rest) == LONG.max_new_tokens
 
 
+async def test_the_output_layer_gets_one_contiguous_block_in_a_batched_prefill(core: InferenceCore) -> None:
+    """Four prompts prefilled together keep only their last positions: a strided view, which
+    torch multiplies by a large vocabulary very slowly (the backend's pre-hook makes it one block)."""
+    seen: list[tuple[int, bool]] = []
+
+    def record(module: object, args: tuple[object, ...]) -> None:
+        hidden = args[0]
+        seen.append((hidden.shape[0], hidden.is_contiguous()))  # type: ignore[attr-defined]
+
+    handle = core.backend.base_model.get_output_embeddings().register_forward_pre_hook(record)
+    try:
+        greedy = Sampling(max_new_tokens=2)
+        await asyncio.gather(*(token_ids(core, Prompt(raw=q), "", greedy) for q in QUESTIONS))
+    finally:
+        handle.remove()
+    assert max(rows for rows, _ in seen) > 1  # the prompts were prefilled (or decoded) as one batch
+    assert all(contiguous for _, contiguous in seen)
+
+
 async def test_bfloat16_weights_serve_the_base_and_an_adapter(tiny_home: Path) -> None:
     """dtype bfloat16 (what auto picks on a CPU with bf16 instructions): the base weights in bf16,
     the adapter's LoRA weights in fp32 as trained, and the adapter still changes the answers."""
