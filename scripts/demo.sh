@@ -10,7 +10,7 @@ export TALKLIKE_INFERENCE_BASE_MODEL=${TALKLIKE_DEMO_BASE_MODEL:-gemma3-270m}
 # The benchmark sends its questions at once: both cores decode one batch (the service's default
 # keeps a core for the event loop, which pays off for many small streams, not for this batch).
 export TALKLIKE_INFERENCE_TORCH_THREADS=${TALKLIKE_INFERENCE_TORCH_THREADS:-2}
-export TALKLIKE_INFERENCE_MAX_CONCURRENCY=${TALKLIKE_INFERENCE_MAX_CONCURRENCY:-48}
+export TALKLIKE_INFERENCE_MAX_CONCURRENCY=${TALKLIKE_INFERENCE_MAX_CONCURRENCY:-96}
 export TALKLIKE_LOG_FORMAT=text
 STEPS=${TALKLIKE_DEMO_STEPS:-160}
 PACK=${TALKLIKE_DEMO_PACK:-babis}  # the seed's persona

@@ -76,9 +76,10 @@ class PipelineConfig:
     # clause ("A když nemá, tak mám problém s vodou." ×4); with frequency 0.5 as well, 3 % (same adapter).
     eval_frequency_penalty: float = 0.5
     #: Questions in flight at once: the inference service batches them. 32 fits a stack with the
-    #: default admission (8 running + 32 queued); demo.sh lets the service run 48 and sends 48 (on
-    #: Gemma a decode step mostly reads the 262k-word output layer, nearly the same for 32 rows or
-    #: 48, and 94 questions then take two waves a side instead of three).
+    #: default admission (8 running + 32 queued); demo.sh lets the service run 96 and sends 96, so each
+    #: side's 94 questions decode as one batch (on Gemma a decode step mostly reads the 262k-word output
+    #: layer, nearly the same for 48 rows or 94): the demo's benchmark took 121 s at 48, 103 s at 94,
+    #: the same answers but one.
     eval_concurrency: int = 32
     adapter: str = ""
 
