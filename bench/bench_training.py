@@ -195,7 +195,7 @@ def bf16_vs_fp32(home: Path, models_dir: Path, base: str, steps: int) -> tuple[f
         for name in ("fp32", "bf16") if index % 2 else ("bf16", "fp32"):
             placement, model, optimizer = runs[name]
             started = time.perf_counter()
-            with placement.autocast():
+            with placement.forward_pass(model):
                 loss = loss_of(model, batch)[0]
             loss.backward()
             optimizer.step()

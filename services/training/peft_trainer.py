@@ -172,7 +172,7 @@ def evaluate(
     total = 0.0
     tokens = 0
     model.eval()
-    with torch.no_grad(), placement.autocast():
+    with torch.no_grad(), placement.forward_pass(model):
         for i in range(0, len(examples), batch_size):
             loss, n = loss_of(model, placement.move(collate(examples[i : i + batch_size], pad_id)))
             total += float(loss) * n
@@ -366,7 +366,7 @@ class PeftTrainer:
             step_trained = 0
             for batch in batches:
                 step_trained += int(batch["attention_mask"].sum())
-                with placement.autocast():
+                with placement.forward_pass(model):
                     loss, answer_tokens = loss_of(model, placement.move(batch))
                 scaler.scale(loss * (answer_tokens / step_tokens)).backward()
                 loss_value += float(loss.detach()) * answer_tokens / step_tokens

@@ -266,3 +266,37 @@ def test_a_tiny_job_trains_on_the_gpu(persona_home: Path, quantization: str) -> 
     assert result is not None and result.steps == 6
     assert result.eval_loss is not None and result.initial_eval_loss is not None
     assert result.eval_loss < result.initial_eval_loss
+
+
+def test_a_bf16_forward_pass_skips_peft_input_casts_and_computes_the_same() -> None:
+    """Under autocast PEFT's bf16 → fp32 cast of a LoRA layer's input is undone at once; skipping
+    it must change no number, in the output or in the LoRA gradients, and only inside the pass."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    chosen = plan(Compute(), None, cpu_bf16=True)
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    model = peft.get_peft_model(base.to(torch.bfloat16), peft.LoraConfig(r=4, target_modules=["0", "2"]))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)  # PEFT starts B at zero: make the LoRA path count
+    seen: list[torch.dtype] = []
+    lora_a = model.base_model.model[0].lora_A["default"]
+    lora_a.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    x = torch.randn(3, 16, dtype=torch.bfloat16)
+
+    def run(skip_casts: bool) -> tuple[Any, list[Any]]:
+        context = chosen.forward_pass(model) if skip_casts else chosen.autocast()
+        with context:
+            out = model(x)
+        out.float().pow(2).sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        model.zero_grad(set_to_none=True)
+        return out, grads
+
+    cast_out, cast_grads = run(skip_casts=False)
+    plain_out, plain_grads = run(skip_casts=True)
+    assert seen == [torch.float32, torch.bfloat16]  # PEFT's cast, then none
+    assert torch.equal(cast_out, plain_out)
+    assert all(torch.equal(a, b) for a, b in zip(cast_grads, plain_grads, strict=True))
+    assert model.base_model.model[0].cast_input_dtype_enabled  # restored after the pass
