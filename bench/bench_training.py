@@ -13,7 +13,8 @@ default smollm2 and gemma3-270m; empty skips it).
 
 Then, on a CPU with bf16 instructions (AMX or AVX512-BF16), the bf16 step (what `auto` picks
 there: bf16 base weights and autocast, LoRA in fp32) against the fp32 step, the answer-only loss
-on both, same batches, alternated (`--precision-models`, default gemma3-270m; empty skips it).
+on both, same batches, alternated (`--precision-models`, default gemma3-270m; empty skips it), and
+the bf16 step with PEFT's round trip of each LoRA input through fp32 that the trainer skips.
 """
 
 from __future__ import annotations
@@ -167,8 +168,13 @@ def answer_only_vs_full(home: Path, models_dir: Path, base: str, steps: int) -> 
     return steps / times["full"], steps / times["answer"], tokens
 
 
-def bf16_vs_fp32(home: Path, models_dir: Path, base: str, steps: int) -> tuple[float, float]:
-    """(fp32 steps/s, bf16 steps/s): two copies of one LoRA model, the trainer's two CPU plans."""
+def bf16_vs_fp32(home: Path, models_dir: Path, base: str, steps: int) -> dict[str, float]:
+    """Steps/s of the trainer's CPU plans, on copies of one LoRA model, alternated step by step.
+
+    "fp32" and "bf16" are the trainer's two plans (``Plan.forward_pass``); "bf16, PEFT casts" is
+    bf16 under plain autocast, where PEFT casts each LoRA layer's input to fp32 and autocast casts
+    it back (the trainer's step before it skipped those casts).
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from talklike.models import resolve
@@ -178,7 +184,7 @@ def bf16_vs_fp32(home: Path, models_dir: Path, base: str, steps: int) -> tuple[f
 
     resolved = resolve(base, models_dir)
     runs = {}
-    for placement in (CPU, CPU_BF16):
+    for name, placement in (("fp32", CPU), ("bf16, PEFT casts", CPU_BF16), ("bf16", CPU_BF16)):
         model, tokenizer = load_model(resolved, placement, gradient_checkpointing=False)
         torch.manual_seed(0)
         model = get_peft_model(
@@ -187,22 +193,24 @@ def bf16_vs_fp32(home: Path, models_dir: Path, base: str, steps: int) -> tuple[f
         )
         model.train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        runs[placement.precision] = (placement, model, optimizer)
+        runs[name] = (placement, model, optimizer)
     encoded = encode_all(tokenizer, read_examples(home / "data" / "long.jsonl"), 256, "training")
     batches = [collate(encoded[i : i + 4], tokenizer.pad_token_id) for i in range(0, 4 * (steps + 1), 4)]
     times = dict.fromkeys(runs, 0.0)
     for index, batch in enumerate(batches):
-        for name in ("fp32", "bf16") if index % 2 else ("bf16", "fp32"):
+        order = list(runs)[index % len(runs) :] + list(runs)[: index % len(runs)]
+        for name in order:
             placement, model, optimizer = runs[name]
             started = time.perf_counter()
-            with placement.forward_pass(model):
+            context = placement.autocast() if name == "bf16, PEFT casts" else placement.forward_pass(model)
+            with context:
                 loss = loss_of(model, batch)[0]
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if index:
                 times[name] += time.perf_counter() - started
-    return steps / times["fp32"], steps / times["bf16"]
+    return {name: steps / seconds for name, seconds in times.items()}
 
 
 def write_long_dataset(path: Path, count: int = 64) -> None:
@@ -270,11 +278,12 @@ def main() -> None:
                     f"{base}: bf16 vs fp32 skipped: this CPU has no bf16 instructions (auto trains in fp32)"
                 )
                 continue
-            fp32, bf16 = bf16_vs_fp32(home, Path(args.models_dir), base, args.answer_only_steps)
+            rates = bf16_vs_fp32(home, Path(args.models_dir), base, args.answer_only_steps)
             print(
                 f"{base}, batch 4, answer-only loss, {args.answer_only_steps} steps each (alternated): "
-                f"fp32 {1 / fp32:.2f} s/step, bf16 (auto on this CPU) {1 / bf16:.2f} s/step: "
-                f"{bf16 / fp32:.2f}x steps/s"
+                + ", ".join(f"{name} {1 / rate:.2f} s/step" for name, rate in rates.items())
+                + f"; bf16 (auto on this CPU) vs fp32 {rates['bf16'] / rates['fp32']:.2f}x steps/s, "
+                f"without PEFT's input casts vs with {rates['bf16'] / rates['bf16, PEFT casts']:.2f}x"
             )
         if args.skip_trainer:
             return

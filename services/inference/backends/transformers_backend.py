@@ -73,9 +73,10 @@ def _contiguous_input(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """A forward pre-hook: the output layer's input as one contiguous block.
 
     ``logits_to_keep=1`` hands the head the last position of a batched prefill as a strided
-    view, and torch multiplies a strided 3-D input by the 262k-row head (Gemma 3) so slowly that
-    a prefill of 48 rows took 1.2 s in float32 and about 60 s in bfloat16, against 0.10 s and 0.03 s
-    contiguous (a scratch timing on this CPU); a decode step's input is contiguous already.
+    view. With the head frozen (PEFT freezes the base model) torch's matmul does not fold that
+    3-D view into one product but multiplies it row by row against the broadcast 262k-row weight
+    (Gemma 3): 48 rows took 1.1 s in float32 and about 60 s in bfloat16, against 0.09 s and 0.03 s
+    contiguous (bench/bench_output_layer.py); a decode step's input is contiguous already.
     """
     return (args[0].contiguous(), *args[1:])
 
