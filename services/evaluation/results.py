@@ -119,10 +119,16 @@ def source_blocks(rows: list[EvalRow]) -> dict[str, dict[str, Any]]:
 
 
 def per_style(rows: list[EvalRow]) -> dict[str, dict[str, float]]:
-    """Signature and marker rates before and after, per persona style of the held-out answer."""
+    """Signature and marker rates before and after, per persona style of the held-out answer.
+
+    Free-form questions have no held-out answer, so no style: they form their own group, named
+    for what they are; a template question without a style (a held-out file without metadata)
+    goes under "(no style)".
+    """
     groups: dict[str, list[EvalRow]] = {}
     for row in rows:
-        groups.setdefault(row.style or "(none)", []).append(row)
+        label = row.style or ("free-form" if row.source == "freeform" else "(no style)")
+        groups.setdefault(label, []).append(row)
     out: dict[str, dict[str, float]] = {}
     for style, members in sorted(groups.items()):
         n = len(members)

@@ -108,7 +108,7 @@ def test_report_files_hold_every_row_and_the_summary(tmp_path: Path) -> None:
     data = json.loads(paths["summary"].read_text(encoding="utf-8"))
     assert data["questions"] == 3 and data["sources"] == {"template": 2, "freeform": 1}
     assert data["after"]["signature_rate"] == 1.0
-    assert set(data["per_style"]) == {"emotivni", "ironie", "(none)"}
+    assert set(data["per_style"]) == {"emotivni", "ironie", "free-form"}
     assert set(data["metrics"]) == {"overall", "template", "freeform"}
     loops = data["metrics"]["overall"]["loop_rate"]
     assert loops["after"] == {"value": 0.3333, "count": 1, "n": 3, "ci": [0.0615, 0.7923]}
