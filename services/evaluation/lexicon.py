@@ -57,18 +57,12 @@ def lexicon_for_pack(directory: Path) -> PersonaLexicon:
     )
 
 
-def topic_forms(directory: Path) -> dict[str, tuple[str, ...]]:
+def _declared_forms(persona: dict[str, Any], placeholders: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     """Topic value → its declared case forms, from placeholders.yaml ``declensions:``.
 
     The topic placeholder is persona.yaml's ``topic_placeholder`` (``tema`` when absent). A
     pack without declensions gives each topic no forms: relevance then uses the nominative.
     """
-    return _declared_forms(
-        _yaml(directory / "persona.yaml") or {}, _yaml(directory / "placeholders.yaml") or {}
-    )
-
-
-def _declared_forms(persona: dict[str, Any], placeholders: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     declared = (placeholders.get("declensions") or {}).get(_topic_placeholder(persona)) or {}
     return {
         str(value): tuple(str(form) for form in (cases or {}).values())

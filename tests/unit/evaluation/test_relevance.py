@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from talklike.evaluation.lexicon import topic_forms
+from talklike.evaluation.lexicon import lexicon_for_pack
 from talklike.evaluation.relevance import TopicChecker, content_words, stem_match, topic_variants
 from talklike.packs.loader import BUILTIN_PACKS_DIR
 
@@ -84,5 +84,5 @@ def test_off_topic_answers() -> None:
 
 
 def test_the_babis_pack_declares_its_topics_forms() -> None:
-    forms = topic_forms(BUILTIN_PACKS_DIR / "babis")
+    forms = lexicon_for_pack(BUILTIN_PACKS_DIR / "babis").topic_forms
     assert "inflaci" in forms["inflace"] and "s inflací" in forms["inflace"]
