@@ -92,7 +92,3 @@ class PipelineConfig:
     def training_inputs(self) -> dict[str, Any]:
         """The settings the trained adapter depends on (the train stage's fingerprint)."""
         return {k: v for k, v in asdict(self).items() if k not in EVAL_ONLY}
-
-    @property
-    def eval_interval_steps(self) -> int:
-        return max(1, self.validation_interval_steps)

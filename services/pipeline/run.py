@@ -88,7 +88,7 @@ def train_stage(
                 max_sequence_tokens=config.max_sequence_tokens,
                 lora_r=config.lora_r,
                 lora_alpha=config.lora_alpha,
-                eval_interval_steps=config.eval_interval_steps,
+                eval_interval_steps=config.validation_interval_steps,
                 early_stopping_patience=config.early_stopping_patience,
                 seed=config.seed,
             ),
